@@ -1,0 +1,20 @@
+"""Datasets and the one ``AudioVisualDataModule`` that serves them to every method."""
+
+from datamodules.base import AVDataset
+from datamodules.batch import AVBatch, collate
+from datamodules.datamodule import AudioVisualDataModule, SwappedAudio
+from datamodules.folder import FlickrSoundNet, FramesAudioFolder, VGGSound, VGGSS
+from datamodules.synthetic import SyntheticScenes
+
+__all__ = [
+    "AVBatch",
+    "AVDataset",
+    "AudioVisualDataModule",
+    "FlickrSoundNet",
+    "FramesAudioFolder",
+    "SwappedAudio",
+    "SyntheticScenes",
+    "VGGSS",
+    "VGGSound",
+    "collate",
+]

@@ -1,0 +1,56 @@
+"""The contract between a dataset reader and ``AudioVisualDataModule``."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from sslbench.audio import PRESETS, AudioPreset
+
+
+class AVDataset(Dataset, ABC):
+    """A dataset of (frame, audio clip[, ground truth]) samples.
+
+    Subclasses take their files and options as typed ``__init__`` arguments (so a config names
+    them), check in ``__init__`` that their root exists, and read nothing heavy before first use.
+    The data module then calls :meth:`configure` with what the method needs; ``__getitem__``
+    returns a dict with ``image``, ``waveform``, ``index``, ``sample_id``, ``class_id`` and, for
+    evaluation, ``gt_map`` and ``boxes`` (see ``datamodules.batch.AVBatch``), or ``None`` for a
+    sample whose files cannot be read (reported once, then skipped by the collate function).
+    """
+
+    #: key under which metrics are logged (``test/<name>/ciou@0.5``)
+    name: str = "dataset"
+    #: evaluation protocol a test set uses unless the evaluator is told otherwise
+    default_protocol: str = "ezvsl"
+
+    def __init__(self) -> None:
+        self.image_size = 224
+        self.eval_size = 224
+        self.audio: AudioPreset = PRESETS["ezvsl"]
+        self.train = False
+
+    def configure(self, *, image_size: int, audio: AudioPreset, train: bool, eval_size: int = 224) -> None:
+        """Set the frame size, the audio window and train-time augmentation before loading."""
+        self.image_size, self.audio, self.train, self.eval_size = image_size, audio, train, eval_size
+
+    @property
+    @abstractmethod
+    def sample_ids(self) -> list[str]:
+        """Ids of the samples, in index order."""
+
+    def class_id(self, index: int) -> int:
+        """Class of sample ``index``'s sounding source if known cheaply, else -1."""
+        return -1
+
+    @property
+    def has_ground_truth(self) -> bool:
+        return False
+
+    def __len__(self) -> int:
+        return len(self.sample_ids)
+
+    @abstractmethod
+    def __getitem__(self, index: int) -> dict[str, Any] | None: ...

@@ -1,0 +1,54 @@
+"""The typed batch every dataset produces and every method consumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class AVBatch:
+    """A collated batch. ``audio`` is filled on the batch's device by the data module's front-end.
+
+    Attributes:
+        image: (B, 3, H, W) normalised frames.
+        waveform: (B, T) mono clips at the preset's sample rate.
+        index: (B,) position of each sample in its dataset (de-duplicates DDP padding).
+        sample_id: the dataset's id of each sample.
+        class_id: (B,) class of the (first) sounding source, -1 when unknown.
+        gt_map: (B, S, S) evaluation ground truth at the evaluation resolution, or None.
+        boxes: per sample, (M, 4) normalised ``[x1, y1, x2, y2]`` boxes for drawing.
+        audio: (B, 1, F, T) network input, computed from ``waveform`` after transfer.
+    """
+
+    image: Tensor
+    waveform: Tensor
+    index: Tensor
+    sample_id: list[str]
+    class_id: Tensor
+    gt_map: Tensor | None = None
+    boxes: list[Tensor] = field(default_factory=list)
+    audio: Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.image.shape[0]
+
+
+def collate(samples: list[dict[str, Any] | None]) -> AVBatch | None:
+    """Stack samples; ``None`` (an unreadable file, already reported by its dataset) is dropped."""
+    samples = [s for s in samples if s is not None]
+    if not samples:
+        return None
+    has_gt = all(s.get("gt_map") is not None for s in samples)
+    return AVBatch(
+        image=torch.stack([s["image"] for s in samples]),
+        waveform=torch.stack([s["waveform"] for s in samples]),
+        index=torch.tensor([s["index"] for s in samples], dtype=torch.long),
+        sample_id=[s["sample_id"] for s in samples],
+        class_id=torch.tensor([s.get("class_id", -1) for s in samples], dtype=torch.long),
+        gt_map=torch.stack([s["gt_map"] for s in samples]) if has_gt else None,
+        boxes=[s.get("boxes", torch.zeros(0, 4)) for s in samples],
+    )

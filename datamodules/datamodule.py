@@ -1,0 +1,146 @@
+"""AudioVisualDataModule: one data module for every dataset and method."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import lightning as L
+from torch.utils.data import DataLoader, Dataset
+
+from datamodules.base import AVDataset
+from datamodules.batch import AVBatch, collate
+from datamodules.synthetic import SyntheticScenes
+from sslbench.audio import build_frontend, get_preset
+
+
+class SwappedAudio(Dataset):
+    """Each image with the audio of another sample, of another class when classes are known.
+
+    Scores on it show whether a model listens: a model that ignores the audio keeps its score.
+    The partner of ``i`` is the first index from ``i + n // 2`` on (cyclically) whose class differs.
+    """
+
+    def __init__(self, dataset: AVDataset):
+        self.dataset = dataset
+        self.name = f"{dataset.name}_swapped_audio"
+        self.has_ground_truth = dataset.has_ground_truth
+        self.sample_ids = dataset.sample_ids
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def partner(self, index: int) -> int:
+        n = len(self.dataset)
+        own = self.dataset.class_id(index)
+        for step in range(n // 2, n // 2 + n):
+            j = (index + step) % n
+            if j != index and (own < 0 or self.dataset.class_id(j) != own):
+                return j
+        return (index + n // 2) % n
+
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        sample, other = self.dataset[index], self.dataset[self.partner(index)]
+        if sample is None or other is None:
+            return None
+        return {**sample, "waveform": other["waveform"]}
+
+
+class AudioVisualDataModule(L.LightningDataModule):
+    """Frames, audio clips and ground truth for training, validation and any number of test sets.
+
+    With nothing named, every split is :class:`SyntheticScenes`; a synthetic training set also
+    provides its own validation and test splits (same classes and mode, disjoint samples).
+    Validation is never a test set: a real training set gets validation only when ``val`` is given.
+
+    Args:
+        train: training set (default: synthetic).
+        val: validation set (default: the synthetic val split when training on synthetic data).
+        test: test sets, each logged under its own name (default: the synthetic test split).
+        audio_preset: front-end preset of ``sslbench.audio.PRESETS`` (window, rate, spectrogram).
+        image_size: side of the square frames fed to the model.
+        eval_size: side of the ground-truth maps the evaluation is computed at (224 in every paper).
+        batch_size: training batch size per device (the references' 128 is a global size on 1 GPU).
+        eval_batch_size: batch size for validation and test (default: ``batch_size``).
+        num_workers: loader processes (default: the number of CPU cores, at most 8).
+        swap_test_audio: give each test image the audio of a sample of another class.
+    """
+
+    def __init__(
+        self,
+        train: AVDataset | None = None,
+        val: AVDataset | None = None,
+        test: list[AVDataset] | None = None,
+        audio_preset: str = "ezvsl",
+        image_size: int = 224,
+        eval_size: int = 224,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        num_workers: int | None = None,
+        swap_test_audio: bool = False,
+    ):
+        super().__init__()
+        self.preset = get_preset(audio_preset)
+        self.train_set = train if train is not None else SyntheticScenes("train")
+        if val is None and isinstance(self.train_set, SyntheticScenes):
+            val = self.train_set.for_split("val")
+        self.val_set = val
+        if test is None:
+            base = self.train_set if isinstance(self.train_set, SyntheticScenes) else SyntheticScenes()
+            test = [base.for_split("test")]
+        self.test_sets = list(test)
+        self.image_size, self.eval_size = image_size, eval_size
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = min(8, os.cpu_count() or 1) if num_workers is None else num_workers
+        self.swap_test_audio = swap_test_audio
+        self.frontend = build_frontend(self.preset)
+        names = [d.name for d in self.test_sets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"test sets need distinct names to be logged apart, got {names}; set `name:` on each")
+
+    def setup(self, stage: str | None = None) -> None:
+        for dataset in [self.train_set, self.val_set, *self.test_sets]:
+            if dataset is not None:
+                dataset.configure(
+                    image_size=self.image_size, audio=self.preset, train=dataset is self.train_set, eval_size=self.eval_size
+                )
+
+    @property
+    def test_datasets(self) -> list[Dataset]:
+        """The test sets as the loaders see them (wrapped when ``swap_test_audio``)."""
+        return [SwappedAudio(d) if self.swap_test_audio else d for d in self.test_sets]
+
+    def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            drop_last=train,  # EZ-VSL trains with drop_last: every step sees a full set of negatives
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=collate,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        if len(self.train_set) < self.batch_size:
+            raise ValueError(
+                f"training set {self.train_set.name} has {len(self.train_set)} samples, fewer than one "
+                f"batch of {self.batch_size} (batches drop the remainder); lower data.batch_size"
+            )
+        return self._loader(self.train_set, train=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return [] if self.val_set is None else self._loader(self.val_set, train=False)
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [self._loader(d, train=False) for d in self.test_datasets]
+
+    def predict_dataloader(self) -> list[DataLoader]:
+        return self.test_dataloader()
+
+    def on_after_batch_transfer(self, batch: AVBatch | None, dataloader_idx: int) -> AVBatch | None:
+        """Compute the audio front-end batched, on the batch's device."""
+        if batch is not None:
+            batch.audio = self.frontend.to(batch.waveform.device)(batch.waveform)
+        return batch

@@ -1,0 +1,305 @@
+"""SyntheticScenes: a procedural audio-visual localization set that needs no download.
+
+Each of K classes has a visual identity (shape, colour, texture family) and a sound identity
+(pitch, timbre, modulation family); instances vary in size, position, shade, texture phase,
+pitch and modulation rate. A scene holds one (``solo``) or two (``duet``) sounding objects, at
+least one silent distractor of another class, and small clutter on a smooth coloured background,
+so an objectness prior alone cannot solve it. The audio is the sounding sources' mix at 16 kHz
+plus background noise. Sample ``i`` of a split is a pure function of ``(seed, split, i)``.
+
+Ground truth imitates SoundNet-Flickr: every sounding object gets three jittered annotator boxes
+in a 256 x 256 frame, turned into the consensus map by ``gt_map_flickr``.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from datamodules.base import AVDataset
+from datamodules.transforms import normalize
+from sslbench.eval.functional import gt_map_flickr
+
+SHAPES = ("disc", "square", "triangle", "diamond", "ring", "cross")
+TEXTURES = ("solid", "stripes", "checker", "dots")
+TIMBRES = ("sine", "odd", "saw")
+MODULATIONS = ("steady", "tremolo", "pulses")
+SPLITS = {"train": 0, "val": 1, "test": 2}
+DEFAULT_SIZES = {"train": 4000, "val": 256, "test": 501}
+ANNOTATORS = 3
+ANNOTATION_FRAME = 256
+
+
+@dataclass(frozen=True)
+class ClassIdentity:
+    shape: str
+    colour: tuple[float, float, float]
+    texture: str
+    pitch: float
+    timbre: str
+    modulation: str
+
+
+def class_identities(num_classes: int) -> list[ClassIdentity]:
+    """Distinct hues and pitches (2.5 semitones apart from 180 Hz); shapes, textures, timbres and
+    modulations cycle with co-prime periods so that neighbouring classes differ in every cue."""
+    out = []
+    for k in range(num_classes):
+        colour = colorsys.hsv_to_rgb((k * 0.381966) % 1.0, 0.85, 0.95)  # golden-angle hues
+        out.append(
+            ClassIdentity(
+                shape=SHAPES[k % len(SHAPES)],
+                colour=tuple(float(c) for c in colour),
+                texture=TEXTURES[k % len(TEXTURES)],
+                pitch=180.0 * 2 ** (2.5 * k / 12),
+                timbre=TIMBRES[k % len(TIMBRES)],
+                modulation=MODULATIONS[(k // len(TIMBRES)) % len(MODULATIONS)],
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class SceneObject:
+    cls: int
+    box: tuple[float, float, float, float]  # normalised x1, y1, x2, y2
+    sounding: bool
+
+
+def _corner_box(rng: np.random.Generator, corner: int, side: float) -> tuple[float, float, float, float]:
+    """A square of ``side`` whose position leans towards one image corner (0..3), jittered."""
+    cx = (corner % 2) * (1 - side) + rng.uniform(-0.08, 0.08)
+    cy = (corner // 2) * (1 - side) + rng.uniform(-0.08, 0.08)
+    x0, y0 = float(np.clip(cx, 0, 1 - side)), float(np.clip(cy, 0, 1 - side))
+    return x0, y0, x0 + side, y0 + side
+
+
+class SyntheticScenes(AVDataset):
+    """Procedural scenes; the default dataset wherever none is named.
+
+    Args:
+        split: ``train``, ``val`` or ``test``: disjoint random streams of the same generator.
+        num_samples: samples in the split (default 4000 train, 256 val, 501 test).
+        num_classes: K object classes.
+        mode: ``solo`` (one sounding object) or ``duet`` (two, mixed).
+        seed: generator seed; sample i is a pure function of (seed, split, i).
+        sample_rate: audio rate in Hz (the audio preset's rate must match).
+        snr_db: range of the sources-to-background-noise ratio.
+        clutter: number of small background shapes per scene (drawn from this range).
+        cache: keep rendered samples in memory (per loader process), so epochs after the first
+            cost nothing; about 0.25 MB per sample at 128 px.
+    """
+
+    name = "synthetic"
+
+    def __init__(
+        self,
+        split: str = "test",
+        num_samples: int | None = None,
+        num_classes: int = 10,
+        mode: str = "solo",
+        seed: int = 0,
+        sample_rate: int = 16000,
+        snr_db: tuple[float, float] = (6.0, 20.0),
+        clutter: tuple[int, int] = (10, 25),
+        cache: bool = False,
+    ):
+        super().__init__()
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
+        if mode not in ("solo", "duet"):
+            raise ValueError(f"mode must be 'solo' or 'duet', got {mode!r}")
+        if num_classes < 3:
+            raise ValueError("num_classes must be at least 3 (sounding objects plus a distractor of another class)")
+        self.split, self.mode, self.seed = split, mode, seed
+        self.num_samples = DEFAULT_SIZES[split] if num_samples is None else num_samples
+        self.num_classes, self.sample_rate = num_classes, sample_rate
+        self.snr_db, self.clutter = snr_db, clutter
+        self.identities = class_identities(num_classes)
+        self.name = "synthetic" if mode == "solo" else "synthetic_duet"
+        self.cache = cache
+        self._rendered: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def for_split(self, split: str, num_samples: int | None = None) -> SyntheticScenes:
+        """The same generator (classes, mode, seed) on another split."""
+        return SyntheticScenes(
+            split, num_samples, self.num_classes, self.mode, self.seed, self.sample_rate, self.snr_db, self.clutter, self.cache
+        )
+
+    def configure(self, *, image_size, audio, train, eval_size=224) -> None:
+        if audio.sample_rate != self.sample_rate:
+            raise ValueError(
+                f"audio preset {audio.name!r} expects {audio.sample_rate} Hz but SyntheticScenes renders "
+                f"{self.sample_rate} Hz; set sample_rate: {audio.sample_rate} on the dataset"
+            )
+        if (image_size, audio) != (self.image_size, self.audio):
+            self._rendered.clear()
+        super().configure(image_size=image_size, audio=audio, train=train, eval_size=eval_size)
+
+    @property
+    def sample_ids(self) -> list[str]:
+        return [f"{self.split}_{i:06d}" for i in range(self.num_samples)]
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    @property
+    def has_ground_truth(self) -> bool:
+        return True
+
+    def _rng(self, index: int, stream: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, SPLITS[self.split], index, stream])
+
+    def scene(self, index: int) -> list[SceneObject]:
+        """The objects of scene ``index``: the sounding ones first."""
+        if not 0 <= index < self.num_samples:
+            raise IndexError(f"index {index} out of range for {self.num_samples} samples")
+        rng = self._rng(index, 0)
+        n_sounding = 1 if self.mode == "solo" else 2
+        classes = rng.choice(self.num_classes, size=n_sounding + 1, replace=False)
+        corners = rng.permutation(4)
+        if self.mode == "solo":  # sounding object large, distractor in the opposite corner
+            sides = [rng.uniform(0.55, 0.7), rng.uniform(0.38, 0.5)]
+            places = [corners[0], 3 - corners[0]]
+        else:  # two sounding objects on a diagonal, the distractor in a free corner
+            sides = [rng.uniform(0.42, 0.52), rng.uniform(0.42, 0.52), rng.uniform(0.3, 0.4)]
+            places = [corners[0], 3 - corners[0], corners[1] if corners[1] != 3 - corners[0] else corners[2]]
+        return [
+            SceneObject(int(c), _corner_box(rng, int(p), float(s)), sounding=i < n_sounding)
+            for i, (c, p, s) in enumerate(zip(classes, places, sides))
+        ]
+
+    def class_id(self, index: int) -> int:
+        return self.scene(index)[0].cls
+
+    # -- pictures ---------------------------------------------------------------------------
+
+    def render_image(self, index: int, objects: list[SceneObject]) -> np.ndarray:
+        """(S, S, 3) uint8, like a decoded frame."""
+        rng = self._rng(index, 1)
+        s = self.image_size
+        yy, xx = np.mgrid[0:s, 0:s].astype(np.float32) / s
+        canvas = np.empty((s, s, 3), np.float32)
+        for c in range(3):  # smooth coloured background
+            fx, fy, ph = rng.uniform(0.5, 2.5), rng.uniform(0.5, 2.5), rng.uniform(0, 2 * math.pi)
+            canvas[..., c] = 0.45 + 0.2 * np.sin(2 * math.pi * (fx * xx + fy * yy) + ph) * rng.uniform(0.3, 1)
+        for _ in range(rng.integers(*self.clutter, endpoint=True)):
+            side = rng.uniform(0.04, 0.12)
+            x0, y0 = rng.uniform(0, 1 - side, size=2)
+            colour = np.array(colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(0.2, 0.9), rng.uniform(0.3, 1)))
+            self._paint(canvas, (x0, y0, x0 + side, y0 + side), SHAPES[rng.integers(len(SHAPES))], colour, "solid", rng)
+        for obj in sorted(objects, key=lambda o: o.sounding):  # sounding objects on top
+            ident = self.identities[obj.cls]
+            colour = np.array(ident.colour) * rng.uniform(0.85, 1.1)
+            self._paint(canvas, obj.box, ident.shape, colour, ident.texture, rng)
+        canvas += rng.normal(0, 0.03, canvas.shape).astype(np.float32)
+        return (np.clip(canvas, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+    def _paint(self, canvas: np.ndarray, box, shape: str, colour: np.ndarray, texture: str, rng) -> None:
+        s = canvas.shape[0]
+        x0, y0, x1, y1 = (int(round(v * s)) for v in box)
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return
+        v, u = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+        u = (u - x0 + 0.5) / (x1 - x0) * 2 - 1  # object frame in [-1, 1]
+        v = (v - y0 + 0.5) / (y1 - y0) * 2 - 1
+        if shape == "disc":
+            inside = u**2 + v**2 <= 1
+        elif shape == "square":
+            inside = (np.abs(u) <= 0.9) & (np.abs(v) <= 0.9)
+        elif shape == "triangle":
+            inside = (v >= -0.9) & (v <= 0.9) & (np.abs(u) <= (v + 0.9) / 1.8)
+        elif shape == "diamond":
+            inside = np.abs(u) + np.abs(v) <= 1
+        elif shape == "ring":
+            r2 = u**2 + v**2
+            inside = (r2 <= 1) & (r2 >= 0.3)
+        else:  # cross
+            inside = ((np.abs(u) <= 0.35) | (np.abs(v) <= 0.35)) & (np.abs(u) <= 0.95) & (np.abs(v) <= 0.95)
+        shade = np.ones_like(u)
+        freq, angle = rng.uniform(2.5, 4.5), rng.uniform(0, math.pi)
+        a = u * math.cos(angle) + v * math.sin(angle)
+        b = -u * math.sin(angle) + v * math.cos(angle)
+        if texture == "stripes":
+            shade = np.where(np.sin(math.pi * freq * a) > 0, 1.0, 0.55)
+        elif texture == "checker":
+            shade = np.where(np.sin(math.pi * freq * a) * np.sin(math.pi * freq * b) > 0, 1.0, 0.55)
+        elif texture == "dots":
+            shade = np.where(np.cos(math.pi * freq * a) * np.cos(math.pi * freq * b) > 0.5, 0.5, 1.0)
+        region = canvas[y0:y1, x0:x1]
+        region[inside] = (shade[..., None] * colour[None, None, :])[inside]
+
+    # -- sounds -----------------------------------------------------------------------------
+
+    def render_audio(self, index: int, objects: list[SceneObject]) -> np.ndarray:
+        """(T,) float32 waveform: the sounding sources plus background noise, in [-1, 1]."""
+        rng = self._rng(index, 2)
+        n = int(round(self.sample_rate * self.audio.window_seconds))
+        t = np.arange(n, dtype=np.float64) / self.sample_rate
+        mix = np.zeros(n)
+        for obj in objects:
+            if obj.sounding:
+                mix += self._source(self.identities[obj.cls], t, rng)
+        noise_rms = np.sqrt(np.mean(mix**2)) * 10 ** (-rng.uniform(*self.snr_db) / 20)
+        mix += rng.normal(0, 1, n) * noise_rms
+        return np.clip(mix, -1, 1).astype(np.float32)
+
+    def _source(self, ident: ClassIdentity, t: np.ndarray, rng) -> np.ndarray:
+        f0 = ident.pitch * rng.uniform(0.97, 1.03)
+        harmonics = {"sine": (1,), "odd": (1, 3, 5, 7, 9), "saw": (1, 2, 3, 4, 5, 6, 7, 8)}[ident.timbre]
+        phase = 2 * math.pi * f0 * t + rng.uniform(0, 2 * math.pi)
+        # sin(h x) by the Chebyshev recurrence s_{h+1} = 2 cos(x) s_h - s_{h-1}: one sin and one cos
+        two_cos, previous, current = 2 * np.cos(phase), np.zeros_like(phase), np.sin(phase)
+        wave = np.zeros_like(phase)
+        for h in range(1, max(harmonics) + 1):
+            if h in harmonics and h * f0 < self.sample_rate / 2:
+                wave += current / h
+            previous, current = current, two_cos * current - previous
+        rate = rng.uniform(3.0, 7.0)
+        if ident.modulation == "tremolo":
+            wave *= 0.55 + 0.45 * np.sin(2 * math.pi * rate * t)
+        elif ident.modulation == "pulses":
+            wave *= np.sin(2 * math.pi * rate / 2 * t + rng.uniform(0, 6.3)) > 0
+        rms = np.sqrt(np.mean(wave**2)) + 1e-8
+        return wave / rms * 0.12 * rng.uniform(0.7, 1.3)
+
+    # -- ground truth -----------------------------------------------------------------------
+
+    def annotator_boxes(self, index: int, objects: list[SceneObject]) -> torch.Tensor:
+        """(ANNOTATORS * n_sounding, 4) int boxes in the 256 x 256 frame, each coordinate jittered."""
+        rng = self._rng(index, 3)
+        rows = []
+        for obj in objects:
+            if obj.sounding:
+                for _ in range(ANNOTATORS):
+                    jittered = np.clip(np.array(obj.box) + rng.normal(0, 0.02, 4), 0, 1)
+                    rows.append([int(round(v * ANNOTATION_FRAME)) for v in jittered])
+        return torch.tensor(rows, dtype=torch.long)
+
+    def _render(self, index: int, objects: list[SceneObject]) -> tuple[np.ndarray, np.ndarray]:
+        if index in self._rendered:
+            return self._rendered[index]
+        rendered = self.render_image(index, objects), self.render_audio(index, objects)
+        if self.cache:
+            self._rendered[index] = rendered
+        return rendered
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        objects = self.scene(index)
+        image, waveform = self._render(index, objects)
+        sample = {
+            "image": normalize(torch.from_numpy(image).permute(2, 0, 1).float() / 255),
+            "waveform": torch.from_numpy(waveform),
+            "index": index,
+            "sample_id": f"{self.split}_{index:06d}",
+            "class_id": objects[0].cls,
+            "boxes": torch.tensor([o.box for o in objects if o.sounding], dtype=torch.float32),
+        }
+        if not self.train:
+            sample["gt_map"] = gt_map_flickr(self.annotator_boxes(index, objects), size=self.eval_size)
+        return sample

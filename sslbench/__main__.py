@@ -1,0 +1,3 @@
+from sslbench.cli import main
+
+main()

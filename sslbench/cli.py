@@ -1,0 +1,92 @@
+"""The ``sslbench`` command: LightningCLI over every method and the one data module.
+
+    sslbench fit --config experiments/ezvsl_margin.yaml
+    sslbench test --config experiments/ezvsl_margin.yaml --ckpt_path runs/.../last.ckpt
+    sslbench fit --model EZVSL --model.margin -0.2 --print_config
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import netrc
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+
+import datamodules  # noqa: F401  (registers the dataset classes for short names)
+import sslbench.methods  # noqa: F401  (registers the methods for short names)
+from datamodules.datamodule import AudioVisualDataModule
+from sslbench.errors import SSLBenchError
+from sslbench.eval.callback import LocalizationEvaluator
+from sslbench.methods.base import LocalizationMethod
+
+RUNS_DIR = "runs"
+
+
+def wandb_has_key() -> bool:
+    """An API key in the environment or in ~/.netrc (where ``wandb login`` puts it)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def default_logger(save_dir: str = RUNS_DIR) -> dict[str, Any]:
+    """W&B when installed (offline by itself without an API key), else CSV."""
+    use_wandb = importlib.util.find_spec("wandb") is not None and os.environ.get("WANDB_MODE") != "disabled"
+    if use_wandb:
+        return {
+            "class_path": "lightning.pytorch.loggers.WandbLogger",
+            "init_args": {"project": "sslbench", "save_dir": save_dir, "offline": not wandb_has_key()},
+        }
+    return {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": save_dir, "name": "sslbench"}}
+
+
+class LoggerSaveConfigCallback(SaveConfigCallback):
+    """Saves ``config.yaml`` beside the logs and records the full resolved config in the logger."""
+
+    def save_config(self, trainer, pl_module, stage: str) -> None:
+        if trainer.logger is not None:
+            trainer.logger.log_hyperparams({"config": self.config.as_dict()})
+
+
+class SSLBenchCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser) -> None:
+        # Always present, configured under ``evaluator:``: every method is scored the same way.
+        parser.add_lightning_class_args(LocalizationEvaluator, "evaluator")
+
+
+def build_cli(args: list[str] | None = None, run: bool = True) -> SSLBenchCLI:
+    return SSLBenchCLI(
+        LocalizationMethod,
+        AudioVisualDataModule,
+        subclass_mode_model=True,
+        save_config_callback=LoggerSaveConfigCallback,
+        save_config_kwargs={"overwrite": True},
+        trainer_defaults={"logger": default_logger(), "default_root_dir": RUNS_DIR},
+        seed_everything_default=0,
+        auto_configure_optimizers=False,
+        parser_kwargs={"description": "Self-supervised sound source localization: train, evaluate, predict."},
+        args=args,
+        run=run,
+    )
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point; errors a user can fix are printed as one line (JSONARGPARSE_DEBUG=1 for tracebacks)."""
+    try:
+        build_cli(args)
+    except SSLBenchError as err:
+        if os.environ.get("JSONARGPARSE_DEBUG"):
+            raise
+        print(f"sslbench: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

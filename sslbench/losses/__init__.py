@@ -1,0 +1,6 @@
+"""Losses, one module each, tested apart from the methods that use them."""
+
+from sslbench.losses.infonce import MarginInfoNCE, pool_similarity
+from sslbench.losses.lvs import LVSLoss
+
+__all__ = ["LVSLoss", "MarginInfoNCE", "pool_similarity"]

@@ -1,0 +1,8 @@
+"""One LightningModule per method; all share ``LocalizationMethod``."""
+
+from sslbench.methods.base import LocalizationMethod
+from sslbench.methods.ezvsl import EZVSL
+from sslbench.methods.lvs import LVS
+from sslbench.methods.ogl import ObjectGuidance
+
+__all__ = ["EZVSL", "LVS", "LocalizationMethod", "ObjectGuidance"]

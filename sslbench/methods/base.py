@@ -1,0 +1,93 @@
+"""LocalizationMethod: the thin base every method implements.
+
+A method says how to score locations (``forward``), how to learn (``compute_loss``) and how to
+turn scores into a map (``localize``). It never computes metrics, picks thresholds, reads files
+or knows dataset names: the data module and ``LocalizationEvaluator`` do.
+
+Adding a method: subclass, give ``__init__`` typed arguments with the paper's defaults (one
+docstring line each), implement ``forward`` and ``compute_loss``, add ``experiments/<name>.yaml``,
+and a test with the loss against a slow reference written in the test.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from datamodules.batch import AVBatch
+from sslbench.eval.functional import min_max, upsample
+from sslbench.methods.ogl import ObjectGuidance
+
+
+class LocalizationMethod(L.LightningModule, ABC):
+    """Base class: optimiser, logging, and the evaluation/prediction steps.
+
+    Args:
+        lr: Adam learning rate.
+        weight_decay: Adam weight decay.
+        object_guidance: optional object-guided refinement applied by :meth:`localize` (EZ-VSL OGL).
+    """
+
+    #: upsampling of raw maps in :meth:`localize`; the evaluator sets its protocol's mode
+    upsample_mode: str = "bilinear_align_corners"
+
+    def __init__(self, lr: float = 1e-4, weight_decay: float = 0.0, object_guidance: ObjectGuidance | None = None):
+        super().__init__()
+        self.lr, self.weight_decay = lr, weight_decay
+        self.object_guidance = object_guidance
+
+    @abstractmethod
+    def forward(self, image: Tensor, audio: Tensor) -> Tensor:
+        """Raw own-pair localization logits at feature resolution, (B, h, w)."""
+
+    @abstractmethod
+    def compute_loss(self, batch: AVBatch) -> dict[str, Tensor]:
+        """``{"loss": total, <part>: value, ...}`` for one training batch."""
+
+    @torch.no_grad()
+    def localize(self, image: Tensor, audio: Tensor, size: int | tuple[int, int] | None = None) -> Tensor:
+        """Scores in [0, 1] of shape (B, H, W) at ``size`` (default: the image size).
+
+        The raw map is upsampled with ``upsample_mode`` and min-max normalised per image; with
+        object guidance the result is mixed with the object prior as EZ-VSL does.
+        """
+        size = tuple(image.shape[-2:]) if size is None else size
+        scores = min_max(upsample(self(image, audio).float(), size, self.upsample_mode))
+        if self.object_guidance is not None:
+            scores = self.object_guidance.refine(scores, image, self.upsample_mode)
+        return scores
+
+    # -- Lightning steps --------------------------------------------------------------------
+
+    def training_step(self, batch: AVBatch | None, batch_idx: int) -> Tensor | None:
+        if batch is None:  # every sample of the batch was unreadable (reported by the dataset)
+            return None
+        parts = self.compute_loss(batch)
+        self.log_dict({f"train/{k}": v.detach() for k, v in parts.items()}, prog_bar=True, batch_size=len(batch))
+        return parts["loss"]
+
+    def _eval_step(self, batch: AVBatch | None, stage: str) -> dict[str, Tensor] | None:
+        if batch is None:
+            return None
+        size = batch.gt_map.shape[-2:] if batch.gt_map is not None else batch.image.shape[-2:]
+        maps = self.localize(batch.image, batch.audio, size=tuple(size))
+        if stage == "val" and len(batch) > 1:  # the contrastive loss needs at least two samples
+            loss = self.compute_loss(batch)["loss"]
+            self.log("val/loss", loss, batch_size=len(batch), sync_dist=True)
+        return {"maps": maps}
+
+    def validation_step(self, batch: AVBatch | None, batch_idx: int, dataloader_idx: int = 0):
+        return self._eval_step(batch, "val")
+
+    def test_step(self, batch: AVBatch | None, batch_idx: int, dataloader_idx: int = 0):
+        return self._eval_step(batch, "test")
+
+    def predict_step(self, batch: AVBatch | None, batch_idx: int, dataloader_idx: int = 0):
+        return self._eval_step(batch, "predict")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        params = [p for p in self.parameters() if p.requires_grad]
+        return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)

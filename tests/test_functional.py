@@ -1,0 +1,182 @@
+"""Metric functions against hand-worked cases and a per-sample numpy transcription of the
+reference evaluation code (evaluation.md A.0-A.1), including its tie and NaN behaviour."""
+
+import numpy as np
+import pytest
+import torch
+
+from sslbench.eval.functional import (
+    SUCCESS_THRESHOLDS,
+    auc,
+    binarize,
+    ciou_at,
+    gt_map_flickr,
+    gt_map_music,
+    gt_map_vggss,
+    localization_scores,
+    min_max,
+    success_curve,
+    upsample,
+)
+
+# --- the references, transcribed per sample in numpy float32 --------------------------------------
+
+
+def normalize_img(value):
+    vmin, vmax = value.min(), value.max()
+    if not (vmax - vmin) == 0:
+        value = (value - vmin) / (vmax - vmin)
+    return value
+
+
+def reference_infer(h: np.ndarray, gt: np.ndarray, rule: str) -> np.ndarray:
+    n = h.size
+    if rule == "sspl":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pred = (h - h.min()) / np.ptp(h)
+        return pred >= 0.5
+    if rule == "lvs":
+        pred = 1 - normalize_img(-h)
+        thr = np.sort(pred.flatten())[int(n * 0.5)]
+        pred[pred > thr] = 1
+        pred[pred < 1] = 0
+        return pred >= 0.5
+    pred = normalize_img(h)
+    if rule == "sslalign_adaptive":
+        count = int((gt != 0).sum())
+        thr = np.sort(pred.flatten())[n - count] if count else np.sort(pred.flatten())[n // 2]
+        return pred > thr
+    thr = np.sort(pred.flatten())[int(n * 0.5)]
+    return pred >= thr if rule == "ezvsl" else pred > thr
+
+
+def reference_ciou(infer, gt):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.sum(infer * gt) / (np.sum(gt) + np.sum(infer * (gt == 0)))
+
+
+def adversarial_maps(size=224):
+    rng = np.random.default_rng(0)
+    maps = [
+        rng.normal(size=(size, size)),
+        np.round(rng.uniform(0, 3, (size, size))),  # heavy ties around the median
+        np.zeros((size, size)),  # constant 0
+        np.full((size, size), 2.5),  # constant positive
+        np.full((size, size), -1.0),  # constant negative
+        (rng.uniform(size=(size, size)) < 0.6).astype(float),  # binary, more than half ones
+        (rng.uniform(size=(size, size)) < 0.3).astype(float),  # binary, fewer than half ones
+        np.tile(np.arange(size, dtype=float), (size, 1)),  # every column tied
+    ]
+    return np.stack(maps).astype(np.float32)
+
+
+def adversarial_gts(count, size=224):
+    boxes = [[[20, 30, 200, 180], [40, 50, 220, 256]], [[0, 0, 256, 256]], [[0, 0, 128, 256], [0, 0, 128, 256]]]
+    gts = [gt_map_flickr(b, size).numpy() for b in boxes]
+    gts.append(np.zeros((size, size), np.float32))  # empty gt
+    return np.stack([gts[i % len(gts)] for i in range(count)])
+
+
+@pytest.mark.parametrize("rule", ["ezvsl", "lvs", "sspl", "sslalign", "sslalign_adaptive"])
+def test_scores_match_the_reference_per_sample(rule):
+    maps = adversarial_maps()
+    for shift in range(4):  # pair every map with every kind of gt
+        gts = np.roll(adversarial_gts(len(maps)), shift, axis=0)
+        got = localization_scores(torch.from_numpy(maps), torch.from_numpy(gts), rule)
+        for i, (h, gt) in enumerate(zip(maps, gts)):
+            infer = reference_infer(h.copy(), gt, rule)
+            assert got["n_pred_pixels"][i].item() == int(infer.sum()), (rule, i)
+            expected = reference_ciou(infer, gt)
+            if np.isnan(expected):
+                assert torch.isnan(got["ciou"][i]), (rule, i)
+            else:
+                assert got["ciou"][i].item() == pytest.approx(expected, abs=1e-12), (rule, i)
+
+
+def test_ties_at_the_median_keep_more_pixels_with_ge_than_with_gt():
+    h = torch.tensor([[[0.0, 1.0], [1.0, 1.0]]])  # min-max: 0, 1, 1, 1 -> threshold sort[2] = 1
+    ge, _ = binarize(h, "ezvsl")
+    strict, _ = binarize(h, "sslalign")
+    lvs, _ = binarize(h, "lvs")
+    assert ge.sum() == 3 and strict.sum() == 0 and lvs.sum() == 3  # LVS keeps pixels at the maximum
+
+
+def test_constant_maps_follow_each_reference():
+    zero, neg = torch.zeros(1, 4, 4), torch.full((1, 4, 4), -1.0)
+    assert binarize(zero, "ezvsl")[0].all()  # unchanged 0 >= threshold 0
+    assert binarize(zero, "lvs")[0].all() and not binarize(neg, "lvs")[0].any()  # 1 + c
+    assert not binarize(zero, "sspl")[0].any()  # NaN from np.ptp predicts nothing
+    assert torch.equal(min_max(torch.full((2, 3, 3), 7.0)), torch.full((2, 3, 3), 7.0))
+
+
+def test_ciou_hand_worked_with_consensus_half_pixels():
+    gt = torch.tensor([[[1.0, 0.5], [0.0, 0.0]]])
+    h = torch.tensor([[[3.0, 0.0], [2.0, 1.0]]])  # min-max 1, 0, 2/3, 1/3 -> threshold sort[2] = 2/3
+    scores = localization_scores(h, gt, "ezvsl")
+    # predicted: (0,0) gt 1 and (1,0) gt 0 -> intersection 1, union 1.5 + 1
+    assert scores["intersection"].item() == 1.0 and scores["union"].item() == 2.5
+    assert scores["ciou"].item() == pytest.approx(0.4)
+
+
+def test_empty_gt_gives_nan_only_with_an_empty_prediction():
+    gt = torch.zeros(2, 4, 4)
+    maps = torch.stack([torch.full((4, 4), -1.0), torch.arange(16.0).view(4, 4)])
+    ciou = localization_scores(maps, gt, "lvs")["ciou"]  # constant negative: nothing predicted
+    assert torch.isnan(ciou[0]) and ciou[1].item() == 0.0
+
+
+def test_success_curve_and_auc_use_the_float_grid():
+    assert SUCCESS_THRESHOLDS[6] == 0.05 * 6 and SUCCESS_THRESHOLDS[6] > 0.3
+    cious = torch.tensor([0.3], dtype=torch.float64)
+    x, y = success_curve(cious)
+    assert y[5].item() == 1.0 and y[6].item() == 0.0  # exactly 0.3 fails 0.30000000000000004
+    expected = np.trapezoid(y.numpy(), np.array(SUCCESS_THRESHOLDS)) if hasattr(np, "trapezoid") else None
+    assert auc(cious).item() == pytest.approx(0.275, abs=1e-15)
+    if expected is not None:
+        assert auc(cious).item() == expected
+    assert ciou_at(cious, 0.3).item() == 1.0  # written literally, >= 0.3 counts it
+
+
+def test_nan_counts_as_failure():
+    cious = torch.tensor([float("nan"), 0.9, 0.1, 0.6], dtype=torch.float64)
+    assert ciou_at(cious).item() == 0.5
+    assert success_curve(cious)[1][0].item() == 0.75
+
+
+def test_gt_flickr_consensus_and_truncation():
+    one = gt_map_flickr([[37, 52, 201, 240]])
+    # int(224 * 37 / 256) = 32, int(224 * 52 / 256) = 45, 201 -> 175, 240 -> 210
+    assert one[45, 32] == 0.5 and one[44, 32] == 0 and one[45, 31] == 0 and one[209, 174] == 0.5 and one[210, 174] == 0
+    two = gt_map_flickr([[0, 0, 128, 128], [64, 64, 256, 256], [0, 0, 128, 128], [0, 0, 128, 128]])
+    assert set(two.unique().tolist()) == {0.0, 0.5, 1.0}
+    assert two[0, 0] == 1 and two[100, 100] == 1 and two[200, 200] == 0.5 and two[0, 200] == 0
+
+
+def test_gt_boxes_touching_the_border_reversed_and_negative():
+    full = gt_map_vggss([[0.0, 0.0, 1.0, 1.0]])
+    assert full.sum() == 224 * 224
+    assert gt_map_vggss([[0.6, 0.2, 0.4, 0.8]]).sum() == 0  # x2 < x1: empty
+    corrupt = gt_map_vggss([[-2.88e16, 0.5, 0.5, 1.0]])  # clipped to 0
+    assert corrupt.sum() == 112 * 112 and corrupt[223, 0] == 1
+    assert gt_map_vggss([[0.3, 0.3, 0.6, 0.6]])[67, 67] == 1  # 0.3 * 224 = 67.19999 -> 67
+    # a negative Flickr start wraps around like a Python slice: start 216 > stop 17, so empty
+    assert gt_map_flickr([[-10, 0, 20, 10]]).sum() == 0
+
+
+def test_gt_music_reads_xywh():
+    gt = gt_map_music([[0.31, 0.12, 0.22, 0.70]])
+    ys, xs = torch.nonzero(gt, as_tuple=True)
+    assert (xs.min().item(), xs.max().item() + 1) == (69, 69 + 49)
+    assert (ys.min().item(), ys.max().item() + 1) == (26, 26 + 156)
+
+
+def test_upsample_modes_and_errors():
+    maps = torch.arange(4.0).view(1, 2, 2)
+    corners = upsample(maps, 5, "bilinear_align_corners")
+    assert corners[0, 0, 0] == 0 and corners[0, -1, -1] == 3  # corners kept exactly
+    plain = upsample(maps, 5, "bilinear")
+    assert plain[0, 0, 0] == 0 and plain.shape == (1, 5, 5)
+    with pytest.raises(ValueError, match="upsampling mode"):
+        upsample(maps, 5, "nearest")
+    with pytest.raises(ValueError, match="threshold rule"):
+        localization_scores(maps, maps, "median")

@@ -1,0 +1,122 @@
+"""The method contract: shapes, scores, no-grad localization, gradients, weights, checkpoints."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from datamodules.batch import AVBatch
+from sslbench.errors import WeightsUnavailableError
+from sslbench.methods import EZVSL, LVS, ObjectGuidance
+from sslbench.nn.backbones import IMAGENET_FILE, ResNetTrunk, resnet18_trunk
+
+TINY = {"vision_weights": None, "backbone_width": 4}
+
+
+def batch(n=3, size=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return AVBatch(
+        image=torch.randn(n, 3, size, size, generator=g),
+        waveform=torch.zeros(n, 16),
+        index=torch.arange(n),
+        sample_id=[str(i) for i in range(n)],
+        class_id=torch.zeros(n, dtype=torch.long),
+        audio=torch.randn(n, 1, 257, 200, generator=g),
+    )
+
+
+@pytest.mark.parametrize("method,feature_side", [(EZVSL(embed_dim=16, **TINY), 2), (LVS(**TINY), 4)])
+def test_contract(method, feature_side):
+    b = batch()
+    raw = method(b.image, b.audio)
+    assert raw.shape == (3, feature_side, feature_side)  # 64 px: /32 (torchvision) or /16 (LVS-style)
+    scores = method.localize(b.image, b.audio, size=(40, 50))
+    assert scores.shape == (3, 40, 50) and not scores.requires_grad
+    assert scores.min() >= 0 and scores.max() <= 1
+    loss = method.compute_loss(b)["loss"]
+    loss.backward()
+    for name, p in method.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_feature_resolutions_of_the_two_resnet_families():
+    x = torch.zeros(1, 3, 224, 224)
+    assert resnet18_trunk(3, 4, 2)(x).shape[-2:] == (7, 7)
+    assert resnet18_trunk(3, 4, 1)(x).shape[-2:] == (14, 14)
+    assert resnet18_trunk(1, 4, 2)(torch.zeros(1, 1, 257, 200)).shape[-2:] == (9, 7)
+
+
+def test_margin_and_pooling_reach_the_loss():
+    model = EZVSL(embed_dim=16, margin=-0.2, pooling="soft_threshold", tau=0.07, symmetric=False, **TINY)
+    crit = model.criterion
+    assert (crit.margin, crit.pooling, crit.tau, crit.symmetric) == (-0.2, "soft_threshold", 0.07, False)
+
+
+def test_imagenet_weights_missing_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty cache, and no network in tests
+    monkeypatch.setattr("torchvision.models._api.load_state_dict_from_url", _no_network)
+    with pytest.raises(WeightsUnavailableError, match=IMAGENET_FILE):
+        EZVSL(backbone_width=64, vision_weights="imagenet")
+
+
+def _no_network(*args, **kwargs):
+    raise OSError("network unreachable")
+
+
+def test_imagenet_weights_load_from_the_local_cache(tmp_path, monkeypatch):
+    """The real loading path: torchvision finds the file in $TORCH_HOME/hub/checkpoints."""
+    reference = ResNetTrunk(3, 64, 2)
+    state = {**reference.state_dict(), "fc.weight": torch.zeros(1000, 512), "fc.bias": torch.zeros(1000)}
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(state, tmp_path / "hub" / "checkpoints" / IMAGENET_FILE)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    model = EZVSL(backbone_width=64, vision_weights="imagenet")
+    assert torch.equal(model.visual_net.conv1.weight, reference.conv1.weight)
+
+
+def test_weights_from_a_file_and_a_wrong_file(tmp_path):
+    trunk = ResNetTrunk(3, 64, 1)
+    path = tmp_path / "r18.pth"
+    torch.save(trunk.state_dict(), path)
+    model = LVS(backbone_width=64, vision_weights=str(path))
+    assert torch.equal(model.visual_net.layer4[0].conv1.weight, trunk.layer4[0].conv1.weight)
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7), "head.weight": torch.zeros(2)}, tmp_path / "bad.pth")
+    with pytest.raises(WeightsUnavailableError, match="head.weight"):
+        LVS(backbone_width=64, vision_weights=str(tmp_path / "bad.pth"))
+    with pytest.raises(WeightsUnavailableError, match="not found"):
+        LVS(backbone_width=64, vision_weights=str(tmp_path / "missing.pth"))
+
+
+def test_object_guidance_is_frozen_and_mixes_like_ezvsl(tmp_path):
+    path = tmp_path / "r18.pth"
+    torch.save(ResNetTrunk(3, 64, 2).state_dict(), path)
+    ogl = ObjectGuidance(alpha=0.4, weights=str(path))
+    model = EZVSL(embed_dim=16, object_guidance=ogl, **TINY)
+    model.train()
+    assert not ogl.net.training and not any(p.requires_grad for p in ogl.parameters())
+    b = batch(size=64)
+    plain = EZVSL(embed_dim=16, **TINY)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("object_guidance")})
+    av = plain.localize(b.image, b.audio)
+    obj = ogl.object_map(b.image)
+    from sslbench.eval.functional import min_max, upsample
+
+    expected = min_max(0.4 * av + 0.6 * min_max(upsample(obj, 64, model.upsample_mode)))
+    torch.testing.assert_close(model.localize(b.image, b.audio), expected)
+    assert all(not p.requires_grad for p in model.object_guidance.parameters())
+    optimised = {id(p) for group in model.configure_optimizers().param_groups for p in group["params"]}
+    assert not optimised & {id(p) for p in ogl.parameters()}
+
+
+def test_checkpoint_round_trip(tmp_path: Path):
+    import lightning as L
+
+    model = EZVSL(embed_dim=16, margin=-0.2, **TINY)
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, max_epochs=0)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    loaded = EZVSL.load_from_checkpoint(tmp_path / "m.ckpt")
+    assert loaded.criterion.margin == -0.2
+    b = batch()
+    model.eval(), loaded.eval()
+    torch.testing.assert_close(model(b.image, b.audio), loaded(b.image, b.audio))
