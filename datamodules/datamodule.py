@@ -14,6 +14,13 @@ from datamodules.synthetic import SyntheticScenes
 from sslbench.audio import build_frontend, get_preset
 
 
+def _in_role(dataset: AVDataset, role: str) -> AVDataset:
+    """A synthetic set whose split was left unset takes the split of the role it is used in."""
+    if isinstance(dataset, SyntheticScenes) and not dataset.split_chosen:
+        return dataset.for_split(role, dataset.num_samples_chosen)
+    return dataset
+
+
 class SwappedAudio(Dataset):
     """Each image with the audio of another sample, of another class when classes are known.
 
@@ -81,14 +88,14 @@ class AudioVisualDataModule(L.LightningDataModule):
     ):
         super().__init__()
         self.preset = get_preset(audio_preset)
-        self.train_set = train if train is not None else SyntheticScenes("train")
+        self.train_set = _in_role(train if train is not None else SyntheticScenes(), "train")
         if val is None and isinstance(self.train_set, SyntheticScenes):
             val = self.train_set.for_split("val")
-        self.val_set = val
+        self.val_set = None if val is None else _in_role(val, "val")
         if test is None:
             base = self.train_set if isinstance(self.train_set, SyntheticScenes) else SyntheticScenes()
             test = [base.for_split("test")]
-        self.test_sets = list(test)
+        self.test_sets = [_in_role(d, "test") for d in test]
         self.image_size, self.eval_size = image_size, eval_size
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size

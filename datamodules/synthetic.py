@@ -27,7 +27,7 @@ from sslbench.eval.functional import gt_map_flickr
 
 SHAPES = ("disc", "square", "triangle", "diamond", "ring", "cross")
 TEXTURES = ("solid", "stripes", "checker", "dots")
-TIMBRES = ("sine", "odd", "saw")
+TIMBRES = ("bright", "odd", "mellow")
 MODULATIONS = ("steady", "tremolo", "pulses")
 SPLITS = {"train": 0, "val": 1, "test": 2}
 DEFAULT_SIZES = {"train": 4000, "val": 256, "test": 501}
@@ -83,7 +83,8 @@ class SyntheticScenes(AVDataset):
     """Procedural scenes; the default dataset wherever none is named.
 
     Args:
-        split: ``train``, ``val`` or ``test``: disjoint random streams of the same generator.
+        split: ``train``, ``val`` or ``test``: disjoint random streams of the same generator. Left
+            unset, the data module picks the split from where the dataset is used (``test`` alone).
         num_samples: samples in the split (default 4000 train, 256 val, 501 test).
         num_classes: K object classes.
         mode: ``solo`` (one sounding object) or ``duet`` (two, mixed).
@@ -99,7 +100,7 @@ class SyntheticScenes(AVDataset):
 
     def __init__(
         self,
-        split: str = "test",
+        split: str | None = None,
         num_samples: int | None = None,
         num_classes: int = 10,
         mode: str = "solo",
@@ -110,13 +111,16 @@ class SyntheticScenes(AVDataset):
         cache: bool = False,
     ):
         super().__init__()
-        if split not in SPLITS:
+        if split is not None and split not in SPLITS:
             raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
+        self.split_chosen = split is not None
+        split = split or "test"
         if mode not in ("solo", "duet"):
             raise ValueError(f"mode must be 'solo' or 'duet', got {mode!r}")
         if num_classes < 3:
             raise ValueError("num_classes must be at least 3 (sounding objects plus a distractor of another class)")
         self.split, self.mode, self.seed = split, mode, seed
+        self.num_samples_chosen = num_samples
         self.num_samples = DEFAULT_SIZES[split] if num_samples is None else num_samples
         self.num_classes, self.sample_rate = num_classes, sample_rate
         self.snr_db, self.clutter = snr_db, clutter
@@ -126,7 +130,7 @@ class SyntheticScenes(AVDataset):
         self._rendered: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def for_split(self, split: str, num_samples: int | None = None) -> SyntheticScenes:
-        """The same generator (classes, mode, seed) on another split."""
+        """The same generator (classes, mode, seed, cache) on another split."""
         return SyntheticScenes(
             split, num_samples, self.num_classes, self.mode, self.seed, self.sample_rate, self.snr_db, self.clutter, self.cache
         )
@@ -251,14 +255,15 @@ class SyntheticScenes(AVDataset):
 
     def _source(self, ident: ClassIdentity, t: np.ndarray, rng) -> np.ndarray:
         f0 = ident.pitch * rng.uniform(0.97, 1.03)
-        harmonics = {"sine": (1,), "odd": (1, 3, 5, 7, 9), "saw": (1, 2, 3, 4, 5, 6, 7, 8)}[ident.timbre]
+        # every timbre is harmonic-rich, so the pitch shows as a harmonic spacing a CNN can see anywhere
+        harmonics, decay = {"bright": ((1, 2, 3, 4, 5, 6, 7, 8), 1), "odd": ((1, 3, 5, 7, 9, 11), 1), "mellow": ((1, 2, 3, 4, 5), 2)}[ident.timbre]
         phase = 2 * math.pi * f0 * t + rng.uniform(0, 2 * math.pi)
         # sin(h x) by the Chebyshev recurrence s_{h+1} = 2 cos(x) s_h - s_{h-1}: one sin and one cos
         two_cos, previous, current = 2 * np.cos(phase), np.zeros_like(phase), np.sin(phase)
         wave = np.zeros_like(phase)
         for h in range(1, max(harmonics) + 1):
             if h in harmonics and h * f0 < self.sample_rate / 2:
-                wave += current / h
+                wave += current / h**decay
             previous, current = current, two_cos * current - previous
         rate = rng.uniform(3.0, 7.0)
         if ident.modulation == "tremolo":

@@ -53,6 +53,7 @@ PRESETS: dict[str, AudioPreset] = {
         AudioPreset("lvs_test", 16000, 10.0, "start", paper="LVS test loader: first 10 s, 257 x 671"),
         AudioPreset("sslalign", 16000, 3.0, noverlap=353, paper="SSL-Align: hop 159, 257 x 299"),
         AudioPreset("noprior", 22050, 3.0, paper="NoPrior / Hear-The-Flow: 22.05 kHz, 257 x 276"),
+        AudioPreset("quick", 16000, 1.0, paper="not a paper's: the EZ-VSL STFT on 1 s (257 x 66) for CPU demos and tests"),
     )
 }
 

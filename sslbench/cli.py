@@ -20,7 +20,7 @@ import datamodules  # noqa: F401  (registers the dataset classes for short names
 import sslbench.methods  # noqa: F401  (registers the methods for short names)
 from datamodules.datamodule import AudioVisualDataModule
 from sslbench.errors import SSLBenchError
-from sslbench.eval.callback import LocalizationEvaluator
+from sslbench.eval.callback import LocalizationEvaluator, run_dir
 from sslbench.methods.base import LocalizationMethod
 
 RUNS_DIR = "runs"
@@ -48,9 +48,13 @@ def default_logger(save_dir: str = RUNS_DIR) -> dict[str, Any]:
 
 
 class LoggerSaveConfigCallback(SaveConfigCallback):
-    """Saves ``config.yaml`` beside the logs and records the full resolved config in the logger."""
+    """Writes the resolved ``config.yaml`` into this run's folder (the CSV version dir or the W&B
+    run's files, never a folder shared by runs) and records it in the logger (rank 0)."""
 
     def save_config(self, trainer, pl_module, stage: str) -> None:
+        folder = run_dir(trainer)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.parser.save(self.config, folder / self.config_filename, skip_none=False, overwrite=True, multifile=False)
         if trainer.logger is not None:
             trainer.logger.log_hyperparams({"config": self.config.as_dict()})
 
@@ -67,7 +71,7 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> SSLBenchCLI:
         AudioVisualDataModule,
         subclass_mode_model=True,
         save_config_callback=LoggerSaveConfigCallback,
-        save_config_kwargs={"overwrite": True},
+        save_config_kwargs={"save_to_log_dir": False},
         trainer_defaults={"logger": default_logger(), "default_root_dir": RUNS_DIR},
         seed_everything_default=0,
         auto_configure_optimizers=False,
@@ -77,14 +81,26 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> SSLBenchCLI:
     )
 
 
+def user_error(err: BaseException) -> SSLBenchError | None:
+    """The SSLBenchError behind ``err``, also when jsonargparse wrapped it while instantiating."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, SSLBenchError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point; errors a user can fix are printed as one line (JSONARGPARSE_DEBUG=1 for tracebacks)."""
     try:
         build_cli(args)
-    except SSLBenchError as err:
-        if os.environ.get("JSONARGPARSE_DEBUG"):
+    except Exception as err:
+        cause = user_error(err)
+        if cause is None or os.environ.get("JSONARGPARSE_DEBUG"):
             raise
-        print(f"sslbench: error: {err}", file=sys.stderr)
+        print(f"sslbench: error: {cause}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

@@ -15,11 +15,12 @@ SHARED_METADATA = REPO.parent / "shared" / "metadata"
 # A model small enough to train for a few steps in seconds on a CPU.
 TINY_EZVSL = ["--model", "EZVSL", "--model.vision_weights", "null", "--model.backbone_width", "4", "--model.embed_dim", "16"]
 TINY_DATA = [
+    "--trainer.log_every_n_steps", "1",
     "--data.image_size", "64",
     "--data.batch_size", "8",
     "--data.num_workers", "0",
     "--data.train", "SyntheticScenes", "--data.train.num_samples", "16",
-    "--data.val", "SyntheticScenes", "--data.val.split", "val", "--data.val.num_samples", "8",
+    "--data.val", "SyntheticScenes", "--data.val.num_samples", "8",
 ]
 
 

@@ -51,7 +51,7 @@ class LocalizationMetrics(Metric):
         self.n_pred_pixels.append(scores["n_pred_pixels"].long())
 
     def compute(self) -> dict[str, Tensor]:
-        if not self.index:
+        if isinstance(self.index, list) and not self.index:  # after a DDP sync the state is a tensor
             raise RuntimeError("LocalizationMetrics.compute() before any update()")
         index = dim_zero_cat(self.index)
         keep = first_occurrence(index)

@@ -1,0 +1,84 @@
+"""The real command line, in-process, on tiny synthetic data generated on the fly."""
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sslbench.cli import main
+
+from conftest import REPO, TINY_DATA, TINY_EZVSL
+
+SMALL_TEST = ["--data.test", '[{"class_path": "SyntheticScenes", "init_args": {"num_samples": 7}}]']
+
+
+def run_files(root: Path, pattern: str) -> list[Path]:
+    return sorted(root.rglob(pattern))
+
+
+def test_fit_then_test_from_the_checkpoint(tmp_path, run_root):
+    main(["fit", *TINY_EZVSL, *TINY_DATA, *SMALL_TEST, "--trainer.max_epochs", "2", *run_root])
+    metrics = run_files(tmp_path, "metrics.csv")
+    assert metrics, "fit wrote no CSV log"
+    rows = list(csv.DictReader(open(metrics[0])))
+    assert any(r.get("val/ciou@0.5") for r in rows) and any(r.get("train/loss") for r in rows)
+    config = yaml.safe_load(open(run_files(tmp_path, "config.yaml")[0]))
+    assert config["model"]["init_args"]["backbone_width"] == 4  # the resolved config is saved
+
+    ckpt = run_files(tmp_path, "*.ckpt")[-1]
+    main(["test", *TINY_EZVSL, *TINY_DATA, *SMALL_TEST, "--ckpt_path", str(ckpt), *run_root])
+    per_sample = run_files(tmp_path, "test_synthetic.csv")[-1]
+    rows = list(csv.DictReader(open(per_sample)))
+    assert [int(r["index"]) for r in rows] == list(range(7))
+    assert rows[0]["sample_id"] == "test_000000"
+    summary = json.loads(per_sample.with_suffix(".json").read_text())
+    assert summary["n"] == 7 and summary["protocol"] == "ezvsl"
+    hits = sum(float(r["ciou"]) >= 0.5 for r in rows)
+    assert summary["ciou@0.5"] == pytest.approx(hits / 7)
+    assert run_files(tmp_path, "heatmaps_synthetic.png")
+
+
+def test_print_config_composes_configs_and_resolves_short_names(tmp_path, capsys):
+    base = tmp_path / "base.yaml"
+    base.write_text("model:\n  class_path: EZVSL\n  init_args:\n    margin: -0.2\ndata:\n  batch_size: 32\n")
+    override = tmp_path / "override.yaml"
+    override.write_text("data:\n  batch_size: 8\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(base), "--config", str(override), "--model.tau", "0.07", "--print_config"])
+    assert exit_info.value.code == 0
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["model"]["class_path"].rsplit(".", 1)[-1] == "EZVSL"
+    assert config["model"]["init_args"]["margin"] == -0.2 and config["model"]["init_args"]["tau"] == 0.07
+    assert config["data"]["batch_size"] == 8
+    assert config["evaluator"]["protocol"] == "ezvsl"
+
+
+def test_paper_config_without_data_stops_with_one_message(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no data/ folder here
+    start = time.perf_counter()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(REPO / "experiments" / "ezvsl_margin.yaml")])
+    assert time.perf_counter() - start < 30
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "data/vggsound does not exist" in err and "root" in err
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_unknown_config_key_is_named(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  class_path: EZVSL\n  init_args:\n    marign: -0.2\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(bad)])
+    assert exit_info.value.code == 2
+    assert "marign" in capsys.readouterr().err
+
+
+def test_help_lists_the_subcommands(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert all(cmd in out for cmd in ("fit", "validate", "test", "predict"))
