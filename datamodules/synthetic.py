@@ -160,26 +160,29 @@ class SyntheticScenes(AVDataset):
         return np.random.default_rng([self.seed, SPLITS[self.split], index, stream])
 
     def scene(self, index: int) -> list[SceneObject]:
-        """The objects of scene ``index``: the sounding ones first."""
+        """The objects of scene ``index`` in drawing order (later ones occlude earlier ones)."""
         if not 0 <= index < self.num_samples:
             raise IndexError(f"index {index} out of range for {self.num_samples} samples")
         rng = self._rng(index, 0)
         n_sounding = 1 if self.mode == "solo" else 2
         classes = rng.choice(self.num_classes, size=n_sounding + 1, replace=False)
         corners = rng.permutation(4)
-        if self.mode == "solo":  # sounding object large, distractor in the opposite corner
-            sides = [rng.uniform(0.55, 0.7), rng.uniform(0.38, 0.5)]
+        # Sounding and silent objects share one size distribution and a random drawing order, so
+        # neither size nor occlusion tells which one sounds; the partner sits in the opposite corner.
+        if self.mode == "solo":
+            sides = rng.uniform(0.58, 0.7, size=2)
             places = [corners[0], 3 - corners[0]]
-        else:  # two sounding objects on a diagonal, the distractor in a free corner
-            sides = [rng.uniform(0.42, 0.52), rng.uniform(0.42, 0.52), rng.uniform(0.3, 0.4)]
+        else:  # two sounding objects on a diagonal, the distractor in a third corner
+            sides = rng.uniform(0.45, 0.55, size=3)
             places = [corners[0], 3 - corners[0], corners[1] if corners[1] != 3 - corners[0] else corners[2]]
-        return [
+        objects = [
             SceneObject(int(c), _corner_box(rng, int(p), float(s)), sounding=i < n_sounding)
             for i, (c, p, s) in enumerate(zip(classes, places, sides))
         ]
+        return [objects[i] for i in rng.permutation(len(objects))]
 
     def class_id(self, index: int) -> int:
-        return self.scene(index)[0].cls
+        return next(o.cls for o in self.scene(index) if o.sounding)
 
     # -- pictures ---------------------------------------------------------------------------
 
@@ -197,7 +200,7 @@ class SyntheticScenes(AVDataset):
             x0, y0 = rng.uniform(0, 1 - side, size=2)
             colour = np.array(colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(0.2, 0.9), rng.uniform(0.3, 1)))
             self._paint(canvas, (x0, y0, x0 + side, y0 + side), SHAPES[rng.integers(len(SHAPES))], colour, "solid", rng)
-        for obj in sorted(objects, key=lambda o: o.sounding):  # sounding objects on top
+        for obj in objects:
             ident = self.identities[obj.cls]
             colour = np.array(ident.colour) * rng.uniform(0.85, 1.1)
             self._paint(canvas, obj.box, ident.shape, colour, ident.texture, rng)
@@ -302,7 +305,7 @@ class SyntheticScenes(AVDataset):
             "waveform": torch.from_numpy(waveform),
             "index": index,
             "sample_id": f"{self.split}_{index:06d}",
-            "class_id": objects[0].cls,
+            "class_id": next(o.cls for o in objects if o.sounding),
             "boxes": torch.tensor([o.box for o in objects if o.sounding], dtype=torch.float32),
         }
         if not self.train:

@@ -9,11 +9,13 @@ sample of another class (a model that listens must lose its score there). Ends w
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
 
 from sslbench.cli import build_cli
+from sslbench.eval.callback import LocalizationEvaluator, run_dir
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "demo_synthetic.yaml"
 
@@ -22,17 +24,19 @@ def run(args: list[str] | None = None) -> dict[str, float]:
     start = time.perf_counter()
     cli = build_cli(["--config", str(DEMO_CONFIG), *(args or [])], run=False)
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
+    evaluator = next(cb for cb in trainer.callbacks if isinstance(cb, LocalizationEvaluator))
 
-    def score() -> dict[str, float]:
+    def score(phase: str) -> dict[str, float]:
+        evaluator.results_dir = str(run_dir(trainer) / "results" / phase)  # keep each phase's files
         (logged,) = trainer.test(model, datamodule=data, verbose=False)
         name = data.test_datasets[0].name
         return {k.split("/")[-1]: v for k, v in logged.items() if k.startswith(f"test/{name}/")}
 
-    untrained = score()
+    untrained = score("untrained")
     trainer.fit(model, datamodule=data)
-    trained = score()
+    trained = score("trained")
     data.swap_test_audio = True
-    swapped = score()
+    swapped = score("swapped")
     _close_wandb()
     return {
         "ciou@0.5": trained["ciou@0.5"],
@@ -47,7 +51,7 @@ def _close_wandb() -> None:
     """Finish an (offline) W&B run now, so nothing prints after the summary line."""
     wandb = sys.modules.get("wandb")
     if wandb is not None and wandb.run is not None:
-        wandb.finish(quiet=True)
+        wandb.finish()
 
 
 def summary_line(result: dict[str, float]) -> str:
@@ -59,6 +63,7 @@ def summary_line(result: dict[str, float]) -> str:
 
 
 def main() -> None:
+    os.environ.setdefault("WANDB_SILENT", "true")
     result = run(sys.argv[1:])
     sys.stderr.flush()
     print(summary_line(result), flush=True)

@@ -82,3 +82,20 @@ def test_help_lists_the_subcommands(capsys):
         main(["--help"])
     out = capsys.readouterr().out
     assert all(cmd in out for cmd in ("fit", "validate", "test", "predict"))
+
+
+def test_missing_required_key_is_named(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data:\n  test:\n    - class_path: VGGSS\n      init_args:\n        root: somewhere\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["test", "--model", "EZVSL", "--config", str(bad)])
+    assert exit_info.value.code == 2
+    assert "annotations" in capsys.readouterr().err
+
+
+def test_root_can_be_pointed_elsewhere_from_the_command_line(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    elsewhere = tmp_path / "my_vggsound"
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(REPO / "experiments" / "ezvsl_margin.yaml"), "--data.train.init_args.root", str(elsewhere)])
+    assert f"{elsewhere} does not exist" in capsys.readouterr().err

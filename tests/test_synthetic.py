@@ -89,3 +89,15 @@ def test_bad_arguments_are_explained():
         SyntheticScenes(mode="trio")
     with pytest.raises(ValueError, match="16000 Hz"):
         SyntheticScenes().configure(image_size=64, audio=PRESETS["noprior"], train=False)
+
+
+def test_neither_size_nor_drawing_order_tells_the_sounding_object():
+    ds = configured(num_samples=400)
+    sounding_sides, silent_sides, sounding_on_top = [], [], 0
+    for i in range(400):
+        objects = ds.scene(i)
+        for o in objects:
+            (sounding_sides if o.sounding else silent_sides).append(o.box[2] - o.box[0])
+        sounding_on_top += objects[-1].sounding
+    assert abs(np.mean(sounding_sides) - np.mean(silent_sides)) < 0.01
+    assert 150 < sounding_on_top < 250  # drawn last about half of the time

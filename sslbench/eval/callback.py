@@ -107,7 +107,7 @@ class LocalizationEvaluator(Callback):
             self.last_results[name] = summary
             if trainer.is_global_zero:
                 self._write(trainer, name, dataset, result, summary)
-                self._draw(trainer, pl_module, name, dataset)
+                self._draw(trainer, pl_module, name, dataset, result)
 
     # -- records and pictures (rank 0) ----------------------------------------------------------
 
@@ -143,7 +143,7 @@ class LocalizationEvaluator(Callback):
             f"protocol={summary['protocol']} -> {out / f'test_{name}.csv'}"
         )
 
-    def _draw(self, trainer, pl_module, name: str, dataset) -> None:
+    def _draw(self, trainer, pl_module, name: str, dataset, result: dict[str, Any]) -> None:
         """Heatmaps of the first samples; a failure here warns and never stops a run."""
         if not self.num_visualized or dataset is None:
             return
@@ -157,7 +157,8 @@ class LocalizationEvaluator(Callback):
             batch = pl_module.transfer_batch_to_device(batch, pl_module.device, 0)
             batch = trainer.datamodule.on_after_batch_transfer(batch, 0)
             maps = pl_module.localize(batch.image, batch.audio)
-            titles = [f"{sid}" for sid in batch.sample_id]
+            scores = dict(zip(result["per_sample"]["index"].tolist(), result["per_sample"]["ciou"].tolist()))
+            titles = [f"{sid}  cIoU {scores.get(i, float('nan')):.2f}" for sid, i in zip(batch.sample_id, batch.index.tolist())]
             path = overlay_grid(denormalize(batch.image), maps, batch.boxes, self._out_dir(trainer) / f"heatmaps_{name}.png", titles)
             if hasattr(trainer.logger, "log_image"):
                 trainer.logger.log_image(key=f"test/{name}/heatmaps", images=[str(path)])

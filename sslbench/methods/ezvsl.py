@@ -14,6 +14,7 @@ Defaults are EZ-VSL (max-MIL, tau 0.03, symmetric, margin 0). ``margin=-0.2`` al
 from __future__ import annotations
 
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from datamodules.batch import AVBatch
@@ -65,6 +66,8 @@ class EZVSL(LocalizationMethod):
             init_like_reference(module)
         if vision_weights is None:
             init_like_reference(self.visual_net)
+            if backbone_width == 64:
+                rank_zero_warn("EZVSL: vision_weights=null trains the visual ResNet-18 from scratch; the paper fine-tunes ImageNet weights")
 
     def embed(self, image: Tensor, audio: Tensor) -> tuple[Tensor, Tensor]:
         """(B, D, h, w) and (B, D) L2-normalised features."""
