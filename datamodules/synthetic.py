@@ -93,7 +93,8 @@ class SyntheticScenes(AVDataset):
         snr_db: range of the sources-to-background-noise ratio.
         clutter: number of small background shapes per scene (drawn from this range).
         cache: keep rendered samples in memory (per loader process), so epochs after the first
-            cost nothing; about 0.25 MB per sample at 128 px.
+            cost nothing; about 0.25 MB per sample at 128 px. Training samples are randomly flipped
+            (both axes) and their audio circularly shifted, which leaves every identity intact.
     """
 
     name = "synthetic"
@@ -300,9 +301,13 @@ class SyntheticScenes(AVDataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         objects = self.scene(index)
         image, waveform = self._render(index, objects)
+        image, waveform = torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(waveform)
+        if self.train:  # identity-preserving augmentation, so a cached set is not memorised
+            image = image.flip([d for d in (1, 2) if torch.rand(()) < 0.5])
+            waveform = waveform.roll(int(torch.randint(waveform.numel(), ())))
         sample = {
-            "image": normalize(torch.from_numpy(image).permute(2, 0, 1).float() / 255),
-            "waveform": torch.from_numpy(waveform),
+            "image": normalize(image.float() / 255),
+            "waveform": waveform,
             "index": index,
             "sample_id": f"{self.split}_{index:06d}",
             "class_id": next(o.cls for o in objects if o.sounding),

@@ -1,8 +1,9 @@
 """``make demo``: train EZ-VSL with a negative margin on synthetic scenes on the CPU and test it.
 
 Three evaluations of the same network on the same test scenes, through the normal CLI objects:
-before training, after training, and after training with every image given the audio of a
-sample of another class (a model that listens must lose its score there). Ends with one line:
+before training, after training (the epoch with the best validation cIoU), and the same trained
+network with every image given the audio of a sample of another class (a model that listens
+must lose its score there). Ends with one line:
 
     demo: ciou@0.5=<x> auc=<y> untrained_ciou@0.5=<z> swapped_audio_ciou@0.5=<w> seconds=<s>
 """
@@ -26,17 +27,18 @@ def run(args: list[str] | None = None) -> dict[str, float]:
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
     evaluator = next(cb for cb in trainer.callbacks if isinstance(cb, LocalizationEvaluator))
 
-    def score(phase: str) -> dict[str, float]:
+    def score(phase: str, checkpoint: str | None = None) -> dict[str, float]:
         evaluator.results_dir = str(run_dir(trainer) / "results" / phase)  # keep each phase's files
-        (logged,) = trainer.test(model, datamodule=data, verbose=False)
+        (logged,) = trainer.test(model, datamodule=data, verbose=False, ckpt_path=checkpoint)
         name = data.test_datasets[0].name
         return {k.split("/")[-1]: v for k, v in logged.items() if k.startswith(f"test/{name}/")}
 
     untrained = score("untrained")
     trainer.fit(model, datamodule=data)
-    trained = score("trained")
+    best = trainer.checkpoint_callback.best_model_path or None  # chosen on the validation split
+    trained = score("trained", best)
     data.swap_test_audio = True
-    swapped = score("swapped")
+    swapped = score("swapped", best)
     _close_wandb()
     return {
         "ciou@0.5": trained["ciou@0.5"],

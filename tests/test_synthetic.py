@@ -101,3 +101,17 @@ def test_neither_size_nor_drawing_order_tells_the_sounding_object():
         sounding_on_top += objects[-1].sounding
     assert abs(np.mean(sounding_sides) - np.mean(silent_sides)) < 0.01
     assert 150 < sounding_on_top < 250  # drawn last about half of the time
+
+
+def test_training_augmentation_flips_and_shifts_without_changing_identity():
+    plain = configured(num_samples=4)
+    train = SyntheticScenes(num_samples=4)
+    train.configure(image_size=64, audio=PRESETS["ezvsl"], train=True)
+    torch.manual_seed(0)
+    for i in range(4):
+        base, aug = plain[i], train[i]
+        flips = [base["image"].flip(dims) for dims in ([], [1], [2], [1, 2])]
+        assert any(torch.equal(aug["image"], f) for f in flips)
+        shift = int(torch.nonzero(aug["waveform"] == base["waveform"][0])[0])
+        assert torch.equal(aug["waveform"], base["waveform"].roll(shift))
+        assert "gt_map" not in aug  # training samples carry no evaluation ground truth
