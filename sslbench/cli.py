@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 import datamodules  # noqa: F401  (registers the dataset classes for short names)
 import sslbench.methods  # noqa: F401  (registers the methods for short names)
@@ -59,6 +59,17 @@ class LoggerSaveConfigCallback(SaveConfigCallback):
             trainer.logger.log_hyperparams({"config": self.config.as_dict()})
 
 
+class SSLBenchParser(LightningArgumentParser):
+    """Reports a bad argument or config key in a few lines, without the 60-line usage dump."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        if not self.exit_on_error or os.environ.get("JSONARGPARSE_DEBUG"):
+            return super().error(message, ex)
+        prog = (getattr(ex, "subcommand_parser", None) or self).prog.replace(" [options]", "")
+        sys.stderr.write(f"sslbench: error: {message}\n(the accepted keys: {prog} --help)\n")
+        self.exit(2)
+
+
 class SSLBenchCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         # Always present, configured under ``evaluator:``: every method is scored the same way.
@@ -75,6 +86,7 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> SSLBenchCLI:
         trainer_defaults={"logger": default_logger(), "default_root_dir": RUNS_DIR},
         seed_everything_default=0,
         auto_configure_optimizers=False,
+        parser_class=SSLBenchParser,
         parser_kwargs={"description": "Self-supervised sound source localization: train, evaluate, predict."},
         args=args,
         run=run,
