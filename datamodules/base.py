@@ -23,8 +23,6 @@ class AVDataset(Dataset, ABC):
 
     #: key under which metrics are logged (``test/<name>/ciou@0.5``)
     name: str = "dataset"
-    #: evaluation protocol a test set uses unless the evaluator is told otherwise
-    default_protocol: str = "ezvsl"
 
     def __init__(self) -> None:
         self.image_size = 224

@@ -151,8 +151,6 @@ class VGGSS(FramesAudioFolder):
         annotations: path of ``vggss.json``.
     """
 
-    default_protocol = "ezvsl"
-
     def __init__(self, root: str, annotations: str, ids: str | None = None, name: str = "vggss"):
         super().__init__(root, ids, name)
         self.annotations = Path(annotations).expanduser()
@@ -183,8 +181,6 @@ class FlickrSoundNet(FramesAudioFolder):
         annotations: folder of ``<id>.xml`` files (default ``<root>/Annotations``).
         ids: the test list, e.g. ``flickr_test.csv`` (249 ids in EZ-VSL, 250 in SLAVC).
     """
-
-    default_protocol = "ezvsl"
 
     def __init__(self, root: str, annotations: str | None = None, ids: str | None = None, name: str = "flickr"):
         super().__init__(root, ids, name)

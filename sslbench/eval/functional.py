@@ -75,9 +75,6 @@ def gt_map_music(boxes, size: int = 224) -> Tensor:
     return (gt > 0).float()
 
 
-GT_BUILDERS = {"flickr": gt_map_flickr, "vggss": gt_map_vggss, "music": gt_map_music}
-
-
 # ---------------------------------------------------------------------------------------------
 # Maps
 
