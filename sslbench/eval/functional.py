@@ -96,15 +96,20 @@ def min_max(maps: Tensor) -> Tensor:
     """Per-map ``(v - min) / (max - min)`` over the last two dims; a constant map is returned
     unchanged, as the references' ``normalize_img`` does (neither zeroed nor NaN)."""
     flat = maps.flatten(-2)
-    lo, hi = flat.amin(-1, keepdim=True), flat.amax(-1, keepdim=True)
+    lo, hi = torch.aminmax(flat, dim=-1, keepdim=True)  # one pass; same values as amin and amax
     span = hi - lo
-    out = torch.where(span != 0, (flat - lo) / torch.where(span != 0, span, 1), flat)
+    constant = span == 0
+    out = (flat - lo) / span.masked_fill(constant, 1)
+    if constant.any():
+        out = torch.where(constant, flat, out)
     return out.view_as(maps)
 
 
 def upper_median(flat: Tensor) -> Tensor:
-    """``np.sort(v)[int(n * 0.5)]`` per row: the k-th smallest value, without a full sort."""
-    return flat.kthvalue(int(flat.shape[-1] * 0.5) + 1, dim=-1).values
+    """``np.sort(v)[int(n * 0.5)]`` per row without sorting: the smallest of the n - int(n / 2)
+    largest values (``topk``, measured about 2x faster than ``kthvalue`` on the CPU)."""
+    n = flat.shape[-1]
+    return flat.topk(n - int(n * 0.5), dim=-1, sorted=False).values.amin(-1)
 
 
 def _kth_sorted(flat: Tensor, index: Tensor) -> Tensor:
