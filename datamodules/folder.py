@@ -79,7 +79,7 @@ class FramesAudioFolder(AVDataset):
     def _hint(self) -> str:
         return (
             f"Expected the layout <root>/frames/<id>.jpg and <root>/audio/<id>.wav. Point `root:` of "
-            f"{type(self).__name__} in your config (or --data.<split>.init_args.root=...) at your copy."
+            f"{type(self).__name__} in your config (or --data.train.root PATH on the command line) at your copy."
         )
 
     @cached_property

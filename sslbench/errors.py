@@ -12,7 +12,7 @@ class DatasetNotFoundError(SSLBenchError):
         self.path = path
         super().__init__(
             f"{dataset}: {path} does not exist. "
-            + (hint or "Point the config at your copy, e.g. --data.init_args.<split>.init_args.root=/your/path.")
+            + (hint or "Point the config at your copy, e.g. --data.train.root /your/path.")
         )
 
 
