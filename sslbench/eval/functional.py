@@ -1,200 +1,76 @@
-"""Localization metrics as pure, batched torch functions (no Lightning, any device).
+"""The public evaluation API: pure, batched torch functions (no Lightning, any device).
 
-Every rule reproduces a reference repository's evaluation code (``shared/reference/evaluation.md``,
-part A): the same ground-truth pixels, thresholds, tie handling and NaN behaviour.
+Every function reproduces a reference repository's evaluation code (``shared/reference/evaluation.md``,
+part A): the same ground-truth pixels, thresholds, tie handling, padding and NaN behaviour.
+
+- single source (A.0-A.1): :func:`gt_map_flickr`, :func:`gt_map_vggss`, :func:`gt_map_music`,
+  :func:`upsample`, :func:`min_max`, :func:`binarize`, :func:`localization_scores`,
+  :func:`success_curve`, :func:`auc`, :func:`ciou_at`;
+- extended sets with non-sounding samples (A.3): :func:`slavc_confidence`, :func:`extended_scores`;
+- multiple sources (A.4): :func:`multi_source_scores`, :func:`multi_source_aggregate`,
+  :func:`avgn_scores`, :func:`avgn_aggregate`, :func:`average_precision`;
+- AVSBench S4 masks (A.5): :func:`s4_miou`, :func:`s4_fscore`;
+- retrieval (A.6): :func:`retrieval_recall`.
 """
 
-from __future__ import annotations
+from sslbench.eval.extended import extended_scores, slavc_confidence
+from sslbench.eval.localization import (
+    RULES,
+    SUCCESS_THRESHOLDS,
+    UPSAMPLE_MODES,
+    auc,
+    binarize,
+    ciou_at,
+    gt_map_flickr,
+    gt_map_music,
+    gt_map_vggss,
+    localization_scores,
+    mask_ciou,
+    min_max,
+    success_curve,
+    upper_median,
+    upsample,
+)
+from sslbench.eval.multi_source import (
+    average_precision,
+    avgn_aggregate,
+    avgn_scores,
+    binary_score_ap,
+    ioi_binarize,
+    multi_source_aggregate,
+    multi_source_scores,
+)
+from sslbench.eval.retrieval import retrieval_recall
+from sslbench.eval.segmentation import s4_fscore, s4_frame_fscores, s4_frame_iou, s4_miou
 
-from collections.abc import Sequence
-
-import torch
-import torch.nn.functional as F
-from torch import Tensor
-
-# sklearn.metrics.auc over x = [0.05 * i for i in range(21)]: float products, so 0.05 * 6 is
-# 0.30000000000000004 and a cIoU of exactly 0.3 fails that point (evaluation.md A.0.5).
-SUCCESS_THRESHOLDS: tuple[float, ...] = tuple(0.05 * i for i in range(21))
-
-UPSAMPLE_MODES = ("bilinear", "bilinear_align_corners", "bicubic", "bicubic_align_corners")
-RULES = ("ezvsl", "lvs", "sspl", "sslalign", "sslalign_adaptive")
-
-
-# ---------------------------------------------------------------------------------------------
-# Ground-truth maps (evaluation.md A.1). Boxes are few per image: plain Python keeps the exact
-# float -> int truncation and slice semantics of the references.
-
-
-def _fill(gt: Tensor, x0: int, y0: int, x1: int, y1: int, value: float = 1.0) -> None:
-    """``gt[y0:y1, x0:x1] += value`` with Python slice semantics (negative indices wrap, ends clip)."""
-    rows = range(*slice(y0, y1).indices(gt.shape[0]))
-    cols = range(*slice(x0, x1).indices(gt.shape[1]))
-    if len(rows) and len(cols):
-        gt[rows.start : rows.stop, cols.start : cols.stop] += value
-
-
-def _as_rows(boxes) -> list[list[float]]:
-    rows = boxes.tolist() if isinstance(boxes, Tensor) else [list(b) for b in boxes]
-    for row in rows:
-        if len(row) != 4:
-            raise ValueError(f"boxes must have 4 values each, got {row}")
-    return rows
-
-
-def gt_map_flickr(boxes, size: int = 224, frame: int = 256) -> Tensor:
-    """SoundNet-Flickr consensus map from every annotator's boxes of one image.
-
-    ``boxes``: (M, 4) int ``[xmin, ymin, xmax, ymax]`` in the 256 x 256 annotation frame. Each is
-    mapped with ``int(size * v / 256)``; the boxes are summed, divided by the constant consensus 2
-    (not the number of annotators) and clipped to 1, so pixels are 0, 0.5 or 1 (LVS ``testset_gt``).
-    """
-    gt = torch.zeros(size, size, dtype=torch.float64)
-    for x0, y0, x1, y1 in _as_rows(boxes):
-        _fill(gt, *(int(size * int(v) / frame) for v in (x0, y0, x1, y1)))
-    return (gt / 2).clamp_(max=1).float()
-
-
-def gt_map_vggss(boxes, size: int = 224) -> Tensor:
-    """Binary union of normalised ``[x1, y1, x2, y2]`` boxes; values clipped to [0, 1] then
-    ``int(size * v)`` (EZ-VSL ``bbox2gtmap``; LVS's ``int(224 * max(v, 0))`` gives the same map).
-    Reversed or degenerate boxes are empty."""
-    gt = torch.zeros(size, size, dtype=torch.float64)
-    for box in _as_rows(boxes):
-        _fill(gt, *(int(min(max(float(v), 0.0), 1.0) * size) for v in box))
-    return (gt > 0).float()
-
-
-def gt_map_music(boxes, size: int = 224) -> Tensor:
-    """Binary union of normalised MUSIC ``[x, y, w, h]`` boxes (NoPrior's reading, not AVGN's
-    corner bug): ``x0 = int(size * max(x, 0))``, ``w0 = int(size * max(w, 0))``, slice x0:x0 + w0."""
-    gt = torch.zeros(size, size, dtype=torch.float64)
-    for x, y, w, h in _as_rows(boxes):
-        x0, y0 = int(size * max(float(x), 0.0)), int(size * max(float(y), 0.0))
-        w0, h0 = int(size * max(float(w), 0.0)), int(size * max(float(h), 0.0))
-        _fill(gt, x0, y0, x0 + w0, y0 + h0)
-    return (gt > 0).float()
-
-
-# ---------------------------------------------------------------------------------------------
-# Maps
-
-
-def upsample(maps: Tensor, size: int | Sequence[int], mode: str = "bilinear_align_corners") -> Tensor:
-    """(N, h, w) -> (N, H, W). ``bilinear`` equals cv2 INTER_LINEAR and ``bicubic`` cv2 INTER_CUBIC
-    (evaluation.md A.0.1); the ``_align_corners`` variants are EZ-VSL's / SLAVC's ``F.interpolate``."""
-    if mode not in UPSAMPLE_MODES:
-        raise ValueError(f"unknown upsampling mode {mode!r}; choose one of {UPSAMPLE_MODES}")
-    if maps.dim() != 3:
-        raise ValueError(f"expected maps of shape (N, h, w), got {tuple(maps.shape)}")
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    interp, _, corners = mode.partition("_")
-    out = F.interpolate(maps[:, None].float(), size=size, mode=interp, align_corners=bool(corners))
-    return out[:, 0]
-
-
-def min_max(maps: Tensor) -> Tensor:
-    """Per-map ``(v - min) / (max - min)`` over the last two dims; a constant map is returned
-    unchanged, as the references' ``normalize_img`` does (neither zeroed nor NaN)."""
-    flat = maps.flatten(-2)
-    lo, hi = torch.aminmax(flat, dim=-1, keepdim=True)  # one pass; same values as amin and amax
-    span = hi - lo
-    constant = span == 0
-    out = (flat - lo) / span.masked_fill(constant, 1)
-    if constant.any():
-        out = torch.where(constant, flat, out)
-    return out.view_as(maps)
-
-
-def upper_median(flat: Tensor) -> Tensor:
-    """``np.sort(v)[int(n * 0.5)]`` per row without sorting: the smallest of the n - int(n / 2)
-    largest values (``topk``, measured about 2x faster than ``kthvalue`` on the CPU)."""
-    n = flat.shape[-1]
-    return flat.topk(n - int(n * 0.5), dim=-1, sorted=False).values.amin(-1)
-
-
-def _kth_sorted(flat: Tensor, index: Tensor) -> Tensor:
-    """``np.sort(v)[index]`` per row for a per-row 0-based ``index``."""
-    return torch.stack([row.kthvalue(int(i) + 1).values for row, i in zip(flat, index.tolist())])
-
-
-def binarize(heatmaps: Tensor, rule: str, gt_maps: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Predicted pixels of raw (N, H, W) maps under a reference's rule -> (mask, threshold).
-
-    - ``ezvsl``: min-max, upper-median threshold, keep ``>=`` (EZ-VSL, SLAVC relative, AVGN).
-    - ``sslalign``: min-max, upper-median, strict ``>`` (SSLalignment ``cal_CIOU``).
-    - ``lvs``: ``1 - minmax(-h)``, keep ``> thr`` or ``== 1`` (LVS and NoPrior: pixels at the
-      maximum survive a tie; a constant map c predicts everything if c >= 0 and nothing if c < 0).
-    - ``sspl``: ``(h - min) / ptp`` (NaN on a constant map, which then predicts nothing), fixed 0.5, ``>=``.
-    - ``sslalign_adaptive``: ``thr = sort(pred)[N - #(gt != 0)]`` (N // 2 if gt is empty), strict ``>``.
-    """
-    if rule not in RULES:
-        raise ValueError(f"unknown threshold rule {rule!r}; choose one of {RULES}")
-    maps = heatmaps.float()
-    n = maps.shape[-1] * maps.shape[-2]
-    if rule == "sspl":
-        flat = maps.flatten(1)
-        lo, hi = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)
-        pred = (flat - lo) / (hi - lo)
-        threshold = torch.full((flat.shape[0],), 0.5, device=maps.device)
-        return (pred >= 0.5).view_as(maps), threshold
-    if rule == "lvs":
-        pred = (1 - min_max(-maps)).flatten(1)
-        threshold = upper_median(pred)
-        mask = (pred > threshold[:, None]) | (pred >= 1)
-        return mask.view_as(maps), threshold
-    pred = min_max(maps).flatten(1)
-    if rule == "sslalign_adaptive":
-        if gt_maps is None:
-            raise ValueError("the sslalign_adaptive rule needs the gt maps")
-        area = (gt_maps.flatten(1) != 0).sum(1)
-        index = torch.where(area == 0, torch.full_like(area, n // 2), n - area).clamp(max=n - 1)
-        threshold = _kth_sorted(pred, index)
-    else:
-        threshold = upper_median(pred)
-    mask = pred >= threshold[:, None] if rule == "ezvsl" else pred > threshold[:, None]
-    return mask.view_as(maps), threshold
-
-
-def localization_scores(heatmaps: Tensor, gt_maps: Tensor, rule: str = "ezvsl") -> dict[str, Tensor]:
-    """Per-sample consensus IoU of raw (N, H, W) maps at final resolution against (N, H, W) gt.
-
-    cIoU = sum(pred * gt) / (sum(gt) + sum(pred * (gt == 0))): the whole gt mass is in the union
-    (0.5-pixels at 0.5), so empty gt with empty prediction is NaN and with any prediction 0.
-    Returns (N,) tensors ``ciou`` (float64), ``intersection``, ``union``, ``threshold``, ``n_pred_pixels``.
-    """
-    if heatmaps.shape != gt_maps.shape or heatmaps.dim() != 3:
-        raise ValueError(f"heatmaps and gt must both be (N, H, W), got {tuple(heatmaps.shape)} and {tuple(gt_maps.shape)}")
-    mask, threshold = binarize(heatmaps, rule, gt_maps)
-    pred, gt = mask.flatten(1), gt_maps.flatten(1).float()
-    # float32 sums are exact here: gt pixels are 0, 0.5 or 1 and a map has far fewer than 2**24 of them
-    intersection = torch.where(pred, gt, 0).sum(1).double()
-    union = gt.sum(1).double() + (pred & (gt == 0)).sum(1)
-    return {
-        "ciou": intersection / union,
-        "intersection": intersection,
-        "union": union,
-        "threshold": threshold,
-        "n_pred_pixels": pred.sum(1),
-    }
-
-
-# ---------------------------------------------------------------------------------------------
-# Dataset level (evaluation.md A.0.5): NaN counts as a failure everywhere.
-
-
-def ciou_at(cious: Tensor, threshold: float = 0.5) -> Tensor:
-    """Fraction of samples with cIoU >= threshold (the papers' "cIoU"; NaN fails)."""
-    return (cious.double() >= threshold).double().mean()
-
-
-def success_curve(cious: Tensor) -> tuple[Tensor, Tensor]:
-    """(thresholds, success ratio) at the 21 reference thresholds ``0.05 * i``."""
-    thresholds = torch.tensor(SUCCESS_THRESHOLDS, dtype=torch.float64, device=cious.device)
-    success = (cious.double()[None, :] >= thresholds[:, None]).double().mean(1)
-    return thresholds, success
-
-
-def auc(cious: Tensor) -> Tensor:
-    """Area under the success curve by the trapezoid rule (``sklearn.metrics.auc``)."""
-    x, y = success_curve(cious)
-    return ((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2.0).sum()
+__all__ = [
+    "RULES",
+    "SUCCESS_THRESHOLDS",
+    "UPSAMPLE_MODES",
+    "auc",
+    "average_precision",
+    "avgn_aggregate",
+    "avgn_scores",
+    "binarize",
+    "binary_score_ap",
+    "ciou_at",
+    "extended_scores",
+    "gt_map_flickr",
+    "gt_map_music",
+    "gt_map_vggss",
+    "ioi_binarize",
+    "localization_scores",
+    "mask_ciou",
+    "min_max",
+    "multi_source_aggregate",
+    "multi_source_scores",
+    "retrieval_recall",
+    "s4_frame_fscores",
+    "s4_frame_iou",
+    "s4_fscore",
+    "s4_miou",
+    "slavc_confidence",
+    "success_curve",
+    "upper_median",
+    "upsample",
+]
