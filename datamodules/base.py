@@ -23,6 +23,10 @@ class AVDataset(Dataset, ABC):
 
     #: key under which metrics are logged (``test/<name>/ciou@0.5``)
     name: str = "dataset"
+    #: what the evaluator scores (``sslbench.eval.protocols.KINDS``): ``single`` (``gt_map``),
+    #: ``extended`` (plus ``n_boxes``, 0 for non-sounding samples), ``multi`` (``gt_frames``) or
+    #: ``segmentation`` (``gt_map`` is a mask, ``group`` the video)
+    evaluation: str = "single"
 
     def __init__(self) -> None:
         self.image_size = 224
@@ -38,6 +42,11 @@ class AVDataset(Dataset, ABC):
     @abstractmethod
     def sample_ids(self) -> list[str]:
         """Ids of the samples, in index order."""
+
+    @property
+    def list_name(self) -> str:
+        """Name of the sample list this set evaluates (recorded beside every result)."""
+        return self.name
 
     def class_id(self, index: int) -> int:
         """Class of sample ``index``'s sounding source if known cheaply, else -1."""

@@ -22,6 +22,10 @@ class AVBatch:
         gt_map: (B, S, S) evaluation ground truth at the evaluation resolution, or None.
         boxes: per sample, (M, 4) normalised ``[x1, y1, x2, y2]`` boxes for drawing.
         audio: (B, 1, F, T) network input, computed from ``waveform`` after transfer.
+        n_boxes: (B,) gt boxes per sample on extended sets (0: a non-sounding sample), else None.
+        gt_frames: (B, K, S, S) binary gt of each of the K frames stacked vertically in ``image``
+            (multi-source sets; K = 1 when one frame holds every source), else None.
+        group: (B,) the video each frame belongs to (segmentation sets score per video), else None.
     """
 
     image: Tensor
@@ -32,6 +36,9 @@ class AVBatch:
     gt_map: Tensor | None = None
     boxes: list[Tensor] = field(default_factory=list)
     audio: Tensor | None = None
+    n_boxes: Tensor | None = None
+    gt_frames: Tensor | None = None
+    group: Tensor | None = None
 
     def __len__(self) -> int:
         return self.image.shape[0]
@@ -43,6 +50,13 @@ def collate(samples: list[dict[str, Any] | None]) -> AVBatch | None:
     if not samples:
         return None
     has_gt = all(s.get("gt_map") is not None for s in samples)
+
+    def optional(key: str, dtype=None) -> Tensor | None:
+        if not all(s.get(key) is not None for s in samples):
+            return None
+        values = [s[key] for s in samples]
+        return torch.stack(values) if isinstance(values[0], Tensor) else torch.tensor(values, dtype=dtype)
+
     return AVBatch(
         image=torch.stack([s["image"] for s in samples]),
         waveform=torch.stack([s["waveform"] for s in samples]),
@@ -51,4 +65,7 @@ def collate(samples: list[dict[str, Any] | None]) -> AVBatch | None:
         class_id=torch.tensor([s.get("class_id", -1) for s in samples], dtype=torch.long),
         gt_map=torch.stack([s["gt_map"] for s in samples]) if has_gt else None,
         boxes=[s.get("boxes", torch.zeros(0, 4)) for s in samples],
+        n_boxes=optional("n_boxes", torch.long),
+        gt_frames=optional("gt_frames"),
+        group=optional("group", torch.long),
     )

@@ -31,6 +31,8 @@ class SwappedAudio(Dataset):
     def __init__(self, dataset: AVDataset):
         self.dataset = dataset
         self.name = f"{dataset.name}_swapped_audio"
+        self.list_name = f"{dataset.list_name} (audio swapped)"
+        self.evaluation = dataset.evaluation
         self.has_ground_truth = dataset.has_ground_truth
         self.sample_ids = dataset.sample_ids
 

@@ -23,7 +23,7 @@ import torch
 
 from datamodules.base import AVDataset
 from datamodules.transforms import normalize
-from sslbench.eval.functional import gt_map_flickr
+from sslbench.eval.functional import gt_map_flickr, gt_map_vggss
 
 SHAPES = ("disc", "square", "triangle", "diamond", "ring", "cross")
 TEXTURES = ("solid", "stripes", "checker", "dots")
@@ -69,6 +69,7 @@ class SceneObject:
     cls: int
     box: tuple[float, float, float, float]  # normalised x1, y1, x2, y2
     sounding: bool
+    visible: bool = True  # False: an off-screen source, heard but not drawn
 
 
 def _corner_box(rng: np.random.Generator, corner: int, side: float) -> tuple[float, float, float, float]:
@@ -95,6 +96,14 @@ class SyntheticScenes(AVDataset):
         cache: keep rendered samples in memory (per loader process), so epochs after the first
             cost nothing; about 0.25 MB per sample at 128 px. Training samples are randomly flipped
             (both axes) and their audio circularly shifted, which leaves every identity intact.
+        silent_fraction: share of non-sounding samples (an extended set, as SLAVC's): the sound
+            comes from a class that is not in the picture, and the gt is empty.
+        masks: give pixel masks of the visible sounding object instead of boxes (a segmentation
+            set, as AVSBench S4), grouped into "videos" of ``frames_per_video`` consecutive samples.
+        frames_per_video: samples per video of a segmentation set.
+
+    The set's kind follows: ``duet`` is a multi-source set (one frame, both sources in its gt, as
+    MUSIC-Duet), ``silent_fraction > 0`` an extended set, ``masks`` a segmentation set.
     """
 
     name = "synthetic"
@@ -110,8 +119,15 @@ class SyntheticScenes(AVDataset):
         snr_db: tuple[float, float] = (6.0, 20.0),
         clutter: tuple[int, int] = (10, 25),
         cache: bool = False,
+        silent_fraction: float = 0.0,
+        masks: bool = False,
+        frames_per_video: int = 5,
     ):
         super().__init__()
+        if sum([mode == "duet", silent_fraction > 0, masks]) > 1:
+            raise ValueError("choose one of mode='duet', silent_fraction > 0 and masks=True")
+        if not 0 <= silent_fraction < 1:
+            raise ValueError(f"silent_fraction must be in [0, 1), got {silent_fraction}")
         if split is not None and split not in SPLITS:
             raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
         self.split_chosen = split is not None
@@ -126,14 +142,17 @@ class SyntheticScenes(AVDataset):
         self.num_classes, self.sample_rate = num_classes, sample_rate
         self.snr_db, self.clutter = snr_db, clutter
         self.identities = class_identities(num_classes)
-        self.name = "synthetic" if mode == "solo" else "synthetic_duet"
+        self.silent_fraction, self.masks, self.frames_per_video = silent_fraction, masks, frames_per_video
+        self.evaluation = "multi" if mode == "duet" else "extended" if silent_fraction else "segmentation" if masks else "single"
+        self.name = {"single": "synthetic", "multi": "synthetic_duet", "extended": "synthetic_extended", "segmentation": "synthetic_masks"}[self.evaluation]
         self.cache = cache
         self._rendered: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def for_split(self, split: str, num_samples: int | None = None) -> SyntheticScenes:
         """The same generator (classes, mode, seed, cache) on another split."""
         return SyntheticScenes(
-            split, num_samples, self.num_classes, self.mode, self.seed, self.sample_rate, self.snr_db, self.clutter, self.cache
+            split, num_samples, self.num_classes, self.mode, self.seed, self.sample_rate, self.snr_db, self.clutter, self.cache,
+            self.silent_fraction, self.masks, self.frames_per_video,
         )
 
     def configure(self, *, image_size, audio, train, eval_size=224) -> None:
@@ -180,7 +199,13 @@ class SyntheticScenes(AVDataset):
             SceneObject(int(c), _corner_box(rng, int(p), float(s)), sounding=i < n_sounding)
             for i, (c, p, s) in enumerate(zip(classes, places, sides))
         ]
-        return [objects[i] for i in rng.permutation(len(objects))]
+        objects = [objects[i] for i in rng.permutation(len(objects))]
+        silent = self._rng(index, 4)  # its own stream: sets without silent samples are unchanged
+        if self.silent_fraction and silent.uniform() < self.silent_fraction:
+            offscreen = int(silent.choice(np.setdiff1d(np.arange(self.num_classes), classes)))
+            objects = [SceneObject(o.cls, o.box, sounding=False) for o in objects]
+            objects.append(SceneObject(offscreen, (0.0, 0.0, 0.0, 0.0), sounding=True, visible=False))
+        return objects
 
     def class_id(self, index: int) -> int:
         return next(o.cls for o in self.scene(index) if o.sounding)
@@ -201,18 +226,19 @@ class SyntheticScenes(AVDataset):
             x0, y0 = rng.uniform(0, 1 - side, size=2)
             colour = np.array(colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(0.2, 0.9), rng.uniform(0.3, 1)))
             self._paint(canvas, (x0, y0, x0 + side, y0 + side), SHAPES[rng.integers(len(SHAPES))], colour, "solid", rng)
-        for obj in objects:
+        for obj in (o for o in objects if o.visible):
             ident = self.identities[obj.cls]
             colour = np.array(ident.colour) * rng.uniform(0.85, 1.1)
             self._paint(canvas, obj.box, ident.shape, colour, ident.texture, rng)
         canvas += rng.normal(0, 0.03, canvas.shape).astype(np.float32)
         return (np.clip(canvas, 0, 1) * 255 + 0.5).astype(np.uint8)
 
-    def _paint(self, canvas: np.ndarray, box, shape: str, colour: np.ndarray, texture: str, rng) -> None:
-        s = canvas.shape[0]
+    @staticmethod
+    def _shape(box, shape: str, s: int):
+        """Pixels of ``shape`` in ``box`` on an s x s grid -> (row slice, column slice, inside, u, v), or None."""
         x0, y0, x1, y1 = (int(round(v * s)) for v in box)
         if x1 - x0 < 2 or y1 - y0 < 2:
-            return
+            return None
         v, u = np.mgrid[y0:y1, x0:x1].astype(np.float32)
         u = (u - x0 + 0.5) / (x1 - x0) * 2 - 1  # object frame in [-1, 1]
         v = (v - y0 + 0.5) / (y1 - y0) * 2 - 1
@@ -229,6 +255,13 @@ class SyntheticScenes(AVDataset):
             inside = (r2 <= 1) & (r2 >= 0.3)
         else:  # cross
             inside = ((np.abs(u) <= 0.35) | (np.abs(v) <= 0.35)) & (np.abs(u) <= 0.95) & (np.abs(v) <= 0.95)
+        return slice(y0, y1), slice(x0, x1), inside, u, v
+
+    def _paint(self, canvas: np.ndarray, box, shape: str, colour: np.ndarray, texture: str, rng) -> None:
+        found = self._shape(box, shape, canvas.shape[0])
+        if found is None:
+            return
+        rows, cols, inside, u, v = found
         shade = np.ones_like(u)
         freq, angle = rng.uniform(2.5, 4.5), rng.uniform(0, math.pi)
         a = u * math.cos(angle) + v * math.sin(angle)
@@ -239,8 +272,18 @@ class SyntheticScenes(AVDataset):
             shade = np.where(np.sin(math.pi * freq * a) * np.sin(math.pi * freq * b) > 0, 1.0, 0.55)
         elif texture == "dots":
             shade = np.where(np.cos(math.pi * freq * a) * np.cos(math.pi * freq * b) > 0.5, 0.5, 1.0)
-        region = canvas[y0:y1, x0:x1]
+        region = canvas[rows, cols]
         region[inside] = (shade[..., None] * colour[None, None, :])[inside]
+
+    def sounding_mask(self, objects: list[SceneObject], size: int) -> torch.Tensor:
+        """(size, size) float {0, 1}: visible pixels of the sounding objects (later objects occlude)."""
+        mask = np.zeros((size, size), np.float32)
+        for obj in (o for o in objects if o.visible):
+            found = self._shape(obj.box, self.identities[obj.cls].shape, size)
+            if found is not None:
+                rows, cols, inside, _, _ = found
+                mask[rows, cols][inside] = float(obj.sounding)
+        return torch.from_numpy(mask)
 
     # -- sounds -----------------------------------------------------------------------------
 
@@ -284,7 +327,7 @@ class SyntheticScenes(AVDataset):
         rng = self._rng(index, 3)
         rows = []
         for obj in objects:
-            if obj.sounding:
+            if obj.sounding and obj.visible:
                 for _ in range(ANNOTATORS):
                     jittered = np.clip(np.array(obj.box) + rng.normal(0, 0.02, 4), 0, 1)
                     rows.append([int(round(v * ANNOTATION_FRAME)) for v in jittered])
@@ -311,8 +354,20 @@ class SyntheticScenes(AVDataset):
             "index": index,
             "sample_id": f"{self.split}_{index:06d}",
             "class_id": next(o.cls for o in objects if o.sounding),
-            "boxes": torch.tensor([o.box for o in objects if o.sounding], dtype=torch.float32),
+            "boxes": torch.tensor([o.box for o in objects if o.sounding and o.visible], dtype=torch.float32).view(-1, 4),
         }
         if not self.train:
-            sample["gt_map"] = gt_map_flickr(self.annotator_boxes(index, objects), size=self.eval_size)
+            sample.update(self.ground_truth(index, objects, sample["boxes"]))
         return sample
+
+    def ground_truth(self, index: int, objects: list[SceneObject], boxes: torch.Tensor) -> dict[str, Any]:
+        """The evaluation targets of this set's kind (``AVBatch``'s gt fields)."""
+        if self.evaluation == "segmentation":
+            return {"gt_map": self.sounding_mask(objects, self.eval_size), "group": index // self.frames_per_video}
+        annotated = self.annotator_boxes(index, objects)
+        gt = {"gt_map": gt_map_flickr(annotated, size=self.eval_size)}
+        if self.evaluation == "extended":
+            gt["n_boxes"] = len(annotated)
+        if self.evaluation == "multi":  # one frame holding both sources: their binary union, as MUSIC-Duet
+            gt["gt_frames"] = gt_map_vggss(boxes, size=self.eval_size)[None]
+        return gt

@@ -1,4 +1,4 @@
-"""Pictures: heatmap overlays with ground-truth boxes."""
+"""Pictures: heatmap overlays with ground-truth boxes, and success-ratio curves."""
 
 from __future__ import annotations
 
@@ -44,9 +44,35 @@ def overlay_grid(
                 ax.add_patch(Rectangle((x1 * w, y1 * h), (x2 - x1) * w, (y2 - y1) * h, fill=False, ec="white", lw=1.5))
         if titles:
             frame_ax.set_title(titles[i], fontsize=8, loc="left")
+    return _save(fig, path, dpi=80)
+
+
+def success_plot(curves: dict[str, tuple[Tensor, Tensor]], path: str | Path, title: str = "") -> Path:
+    """Write the success-ratio curve (cIoU threshold vs fraction of samples at or above it) of
+    each named source, e.g. the method beside its floors; the legend gives each curve's AUC."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for name, (x, y) in curves.items():
+        x, y = np.asarray(x.cpu(), dtype=float), np.asarray(y.cpu(), dtype=float)
+        area = float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2))
+        style = {"lw": 2.2, "color": "black"} if name == "method" else {"lw": 1.2, "ls": "--"}
+        ax.plot(x, y, label=f"{name} (AUC {area:.3f})", **style)
+    ax.set(xlabel="cIoU threshold", ylabel="success ratio", xlim=(0, 1), ylim=(0, 1.02), title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path, dpi=90)
+
+
+def _save(fig, path: str | Path, dpi: int) -> Path:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path

@@ -180,3 +180,12 @@ def test_upsample_modes_and_errors():
         upsample(maps, 5, "nearest")
     with pytest.raises(ValueError, match="threshold rule"):
         localization_scores(maps, maps, "median")
+
+
+def test_fixed_rule_and_boolean_predictions():
+    scores = torch.tensor([[[0.5, 0.49999997], [1.0, 0.0]]])  # SLAVC absolute: >= 0.5, no normalisation
+    mask, threshold = binarize(scores, "fixed")
+    assert mask.tolist() == [[[True, False], [True, False]]] and threshold.item() == 0.5
+    whole = torch.ones(1, 2, 2, dtype=torch.bool)
+    for rule in ("ezvsl", "sslalign", "sspl"):  # a boolean map is the prediction, whatever the rule
+        assert binarize(whole, rule)[0].all()

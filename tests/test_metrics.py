@@ -66,3 +66,28 @@ def test_half_precision_inputs_and_autocast_do_not_change_results(dtype):
 def test_compute_before_update_is_an_error():
     with pytest.raises(RuntimeError, match="before any update"):
         LocalizationMetrics().compute()
+
+
+def test_multi_source_and_segmentation_metrics_ignore_autocast_and_padding():
+    from sslbench.eval.metrics import MultiSourceMetrics, SegmentationMetrics
+
+    g = torch.Generator().manual_seed(1)
+    maps = torch.rand(5, 2, 32, 16, generator=g).to(torch.bfloat16).float()  # representable in bf16
+    gts = (torch.rand(5, 2, 16, 16, generator=g) < 0.3).float()
+    plain, padded = MultiSourceMetrics("ioi"), MultiSourceMetrics("ioi")
+    plain.update(list(maps), gts, torch.arange(5))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        padded.update(list(maps[[0, 2, 4]].bfloat16()), gts[[0, 2, 4]], torch.tensor([0, 2, 4]))
+        padded.update(list(maps[[1, 3, 0]].bfloat16()), gts[[1, 3, 0]], torch.tensor([1, 3, 0]))  # sample 0 repeated
+    a, b = plain.compute(), padded.compute()
+    for key in ("ciou@0.5", "ciou@0.3", "auc", "cap", "piap", "count_accuracy"):
+        assert a[key].item() == b[key].item(), key
+    assert torch.equal(a["entries"]["iou"], b["entries"]["iou"])
+
+    seg_plain, seg_half = SegmentationMetrics(), SegmentationMetrics()
+    frames, masks = maps[:, 0, :16], gts[:, 0]
+    seg_plain.update(frames, masks, torch.arange(5), torch.tensor([0, 0, 1, 1, 1]))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        seg_half.update(frames.bfloat16(), masks, torch.arange(5), torch.tensor([0, 0, 1, 1, 1]))
+    a, b = seg_plain.compute(), seg_half.compute()
+    assert a["miou"].item() == b["miou"].item() and a["fscore"].item() == b["fscore"].item() and a["videos"].item() == 2

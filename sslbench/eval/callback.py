@@ -12,11 +12,23 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch import Tensor
 
 from datamodules.batch import AVBatch, collate
 from datamodules.transforms import denormalize
-from sslbench.eval.metrics import LocalizationMetrics
-from sslbench.eval.protocols import get_protocol
+from sslbench.eval.floors import FLOORS, floor_maps
+from sslbench.eval.functional import success_curve
+from sslbench.eval.metrics import LocalizationMetrics, MultiSourceMetrics, SegmentationMetrics
+from sslbench.eval.protocols import Protocol, get_protocol
+
+#: what is logged, per protocol family (extended sets add AP, max-F1 and LocAcc)
+HEADLINE = {
+    "single": ("ciou@0.5", "auc", "mean_ciou"),
+    "ioi": ("ciou@0.5", "ciou@0.3", "auc", "cap", "piap", "count_accuracy"),
+    "avgn": ("ciou@0.5", "ciou@0.3", "ciou@0.1", "auc", "piap"),
+    "s4": ("miou", "fscore"),
+}
+EXTENDED = ("AP", "max-F1", "LocAcc")
 
 
 def run_dir(trainer: L.Trainer) -> Path:
@@ -36,24 +48,59 @@ def ids_hash(sample_ids: list[str]) -> str:
     return hashlib.sha256("\n".join(sample_ids).encode()).hexdigest()[:16]
 
 
-class LocalizationEvaluator(Callback):
-    """Scores every validation and test set with the same metrics, whatever the method.
+def batch_kind(batch: AVBatch) -> str:
+    """The kind of test set a batch comes from (``sslbench.eval.protocols.KINDS``)."""
+    if batch.gt_frames is not None:
+        return "multi"
+    if batch.group is not None:
+        return "segmentation"
+    return "extended" if batch.n_boxes is not None else "single"
 
-    Logs ``val/ciou@0.5``, ``val/auc``, ``val/mean_ciou`` and ``test/<dataset>/<metric>``; after
-    each test set writes ``results/test_<dataset>.csv`` (one row per sample), a JSON summary
-    (protocol, n, hash of the sample ids, metrics) and a heatmap figure of its first samples.
+
+class LocalizationEvaluator(Callback):
+    """Scores every validation and test set, whatever the method, by the set's kind.
+
+    Single-source sets get cIoU@0.5 / AUC / mean cIoU under ``protocol``; extended sets (with
+    non-sounding samples) add SLAVC's AP, max-F1 and LocAcc; multi-source sets are scored under
+    ``multi_source_protocol`` and segmentation sets under ``segmentation_protocol``. Test sets are
+    also scored for the ``floors`` (trivial localizers), printed and logged beside the method as
+    ``test/<dataset>/<floor>/<metric>``. After each test set: ``results/test_<dataset>.csv`` (one
+    row per sample), ``.json`` (protocol, sample list, n, hash of the sample ids, metrics, floors),
+    ``success_<dataset>.png`` (method vs floors) and ``heatmaps_<dataset>.png``.
 
     Args:
-        protocol: evaluation protocol (``sslbench.eval.protocols.PROTOCOLS``; default EZ-VSL's).
+        protocol: protocol for single-source and extended sets (``sslbench.eval.protocols.PROTOCOLS``).
+        multi_source_protocol: ``ioi`` or ``avgn``.
+        segmentation_protocol: ``avsbench_s4``.
+        floors: trivial localizers to score on test sets (``centre``, ``whole_image``, ``random``).
         num_visualized: test samples drawn with their ground truth (0 turns pictures off).
         results_dir: where per-sample files go (default: ``<run dir>/results``).
     """
 
-    def __init__(self, protocol: str = "ezvsl", num_visualized: int = 8, results_dir: str | None = None):
-        self.protocol = get_protocol(protocol)
+    def __init__(
+        self,
+        protocol: str = "ezvsl",
+        multi_source_protocol: str = "ioi",
+        segmentation_protocol: str = "avsbench_s4",
+        floors: list[str] | None = None,
+        num_visualized: int = 8,
+        results_dir: str | None = None,
+    ):
+        self.protocols = {"single": get_protocol(protocol), "multi": get_protocol(multi_source_protocol),
+                          "segmentation": get_protocol(segmentation_protocol)}
+        self.protocols["extended"] = self.protocols["single"]
+        for kind, chosen in self.protocols.items():
+            if kind not in chosen.kinds:
+                raise ValueError(f"protocol {chosen.name!r} scores {'/'.join(chosen.kinds)} sets, not {kind} ones")
+        self.protocol = self.protocols["single"]
+        self.floors = list(FLOORS if floors is None else floors)
+        for floor in self.floors:
+            if floor not in FLOORS:
+                raise ValueError(f"unknown floor {floor!r}; choose from {FLOORS}")
         self.num_visualized = num_visualized
         self.results_dir = results_dir
-        self.metrics: dict[tuple[str, int], LocalizationMetrics] = {}
+        self.metrics: dict[tuple[str, int, str], Any] = {}
+        self.kinds: dict[tuple[str, int], str] = {}
         self.last_results: dict[str, dict[str, Any]] = {}
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -61,14 +108,65 @@ class LocalizationEvaluator(Callback):
 
     # -- accumulation -----------------------------------------------------------------------
 
-    def _update(self, stage: str, pl_module, outputs, batch: AVBatch | None, dataloader_idx: int) -> None:
-        if not outputs or batch is None or batch.gt_map is None:
-            return
-        key = (stage, dataloader_idx)
+    def _new_metric(self, protocol: Protocol):
+        if protocol.family == "single":
+            return LocalizationMetrics(protocol.rule, protocol.iou_thresholds)
+        if protocol.family == "s4":
+            return SegmentationMetrics()
+        return MultiSourceMetrics(protocol.family)
+
+    def _metric(self, stage: str, idx: int, source: str, protocol: Protocol, device):
+        key = (stage, idx, source)
         if key not in self.metrics:
-            self.metrics[key] = LocalizationMetrics(self.protocol.rule)
-        metric = self.metrics[key].to(pl_module.device)
-        metric.update(outputs["maps"], batch.gt_map, batch.index)
+            self.metrics[key] = self._new_metric(protocol)
+        return self.metrics[key].to(device)
+
+    def _on_batch_start(self, pl_module, batch: AVBatch | None) -> None:
+        if batch is not None:  # each set upsamples as its protocol's reference does
+            pl_module.upsample_mode = self.protocols[batch_kind(batch)].upsample
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self._on_batch_start(pl_module, batch)
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self._on_batch_start(pl_module, batch)
+
+    def _fixed_range(self, pl_module, maps: Tensor) -> Tensor:
+        score_range = getattr(pl_module, "score_range", None)
+        if score_range is None:
+            raise ValueError(f"protocol {self.protocol.name!r} needs maps with a fixed range; {type(pl_module).__name__} has none")
+        low, high = score_range
+        return (maps - low) / (high - low)
+
+    def _feed(self, metric, kind: str, maps, batch: AVBatch) -> None:
+        if kind == "multi":
+            metric.update(maps, batch.gt_frames, batch.index)
+        elif kind == "segmentation":
+            metric.update(maps, batch.gt_map, batch.index, batch.group)
+        else:
+            metric.update(maps, batch.gt_map, batch.index, batch.n_boxes)
+
+    def _update(self, stage: str, pl_module, outputs, batch: AVBatch | None, dataloader_idx: int) -> None:
+        if not outputs or batch is None or (batch.gt_map is None and batch.gt_frames is None):
+            return
+        kind = batch_kind(batch)
+        protocol = self.protocols[kind]
+        self.kinds[(stage, dataloader_idx)] = kind
+        maps = outputs["object_maps"] if kind == "multi" else outputs["maps"]
+        if protocol.fixed_range:
+            maps = self._fixed_range(pl_module, maps)
+        self._feed(self._metric(stage, dataloader_idx, "method", protocol, pl_module.device), kind, maps, batch)
+        if stage != "test":
+            return
+        frames = batch.gt_frames.shape[1] if kind == "multi" else 1
+        size = (batch.gt_frames if kind == "multi" else batch.gt_map).shape[-1]
+        for floor in self.floors:
+            floor_map = floor_maps(floor, batch.index, frames, size, protocol.upsample)
+            if kind == "multi":
+                floor_map = list(floor_map.float()[:, None])  # one object map per sample
+            elif kind == "segmentation" and floor_map.dtype == torch.bool:
+                floor_map = floor_map.float()  # a constant 1 stays 1 under min-max: every pixel
+            self._feed(self._metric(stage, dataloader_idx, floor, protocol, pl_module.device), kind, floor_map, batch)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         self._update("val", pl_module, outputs, batch, dataloader_idx)
@@ -76,14 +174,18 @@ class LocalizationEvaluator(Callback):
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         self._update("test", pl_module, outputs, batch, dataloader_idx)
 
-    def _finish(self, stage: str) -> dict[int, dict[str, Any]]:
-        """Compute (synced across processes) and reset every metric of ``stage``."""
-        results = {}
-        for (s, idx), metric in sorted(self.metrics.items()):
+    def _finish(self, stage: str) -> dict[int, dict[str, dict[str, Any]]]:
+        """Compute (synced across processes) and reset every metric of ``stage``: {idx: {source: result}}."""
+        results: dict[int, dict[str, dict[str, Any]]] = {}
+        for (s, idx, source), metric in sorted(self.metrics.items()):
             if s == stage and metric.update_count:
-                results[idx] = metric.compute()
+                results.setdefault(idx, {})[source] = metric.compute()
                 metric.reset()
         return results
+
+    def _headline(self, kind: str, result: dict[str, Any]) -> list[str]:
+        names = list(HEADLINE[self.protocols[kind].family])
+        return names + [n for n in EXTENDED if n in result]
 
     # -- epoch ends ---------------------------------------------------------------------------
 
@@ -91,37 +193,52 @@ class LocalizationEvaluator(Callback):
         results = self._finish("val")
         if trainer.sanity_checking or not results:
             return
-        for idx, result in results.items():
+        for idx, by_source in results.items():
             prefix = "val" if idx == 0 else f"val_{idx}"
-            for name in ("ciou@0.5", "auc", "mean_ciou"):
-                pl_module.log(f"{prefix}/{name}", result[name].float(), prog_bar=name == "ciou@0.5", add_dataloader_idx=False)
+            result = by_source["method"]
+            for i, name in enumerate(self._headline(self.kinds[("val", idx)], result)):
+                pl_module.log(f"{prefix}/{name}", result[name].float(), prog_bar=i == 0, add_dataloader_idx=False)
 
     def on_test_epoch_end(self, trainer, pl_module) -> None:
         datasets = getattr(trainer.datamodule, "test_datasets", None) or []
-        for idx, result in self._finish("test").items():
+        for idx, by_source in self._finish("test").items():
             dataset = datasets[idx] if idx < len(datasets) else None
             name = getattr(dataset, "name", f"test{idx}")
-            for metric in ("ciou@0.5", "auc", "mean_ciou"):
-                pl_module.log(f"test/{name}/{metric}", result[metric].float(), add_dataloader_idx=False)
-            summary = self._summary(name, dataset, result)
+            kind = self.kinds[("test", idx)]
+            metrics = self._headline(kind, by_source["method"])
+            for source, result in by_source.items():
+                prefix = f"test/{name}" if source == "method" else f"test/{name}/{source}"
+                for metric in metrics:
+                    pl_module.log(f"{prefix}/{metric}", result[metric].float(), add_dataloader_idx=False)
+            summary = self._summary(name, kind, dataset, by_source, metrics)
             self.last_results[name] = summary
             if trainer.is_global_zero:
-                self._write(trainer, name, dataset, result, summary)
-                self._draw(trainer, pl_module, name, dataset, result)
+                self._write(trainer, name, dataset, by_source["method"], summary)
+                self._plot_success(trainer, name, kind, by_source)
+                self._draw(trainer, pl_module, name, dataset, by_source["method"])
 
     # -- records and pictures (rank 0) ----------------------------------------------------------
 
-    def _summary(self, name: str, dataset, result: dict[str, Any]) -> dict[str, Any]:
+    def _summary(self, name: str, kind: str, dataset, by_source: dict[str, dict[str, Any]], metrics: list[str]) -> dict[str, Any]:
+        result = by_source["method"]
+        protocol = self.protocols[kind]
         ids = getattr(dataset, "sample_ids", None)
         used = [ids[i] for i in result["per_sample"]["index"].tolist()] if ids else []
-        return {
+        summary = {
             "dataset": name,
-            "protocol": self.protocol.name,
+            "kind": kind,
+            "sample_list": getattr(dataset, "list_name", name),
+            "protocol": protocol.name,
+            "protocol_reference": protocol.reference,
             "n": int(result["n"]),
             "dataset_size": len(dataset) if dataset is not None else None,
             "sample_ids_hash": ids_hash(used),
-            **{k: float(result[k]) for k in ("ciou@0.5", "auc", "mean_ciou")},
+            **{k: float(result[k]) for k in metrics},
+            "floors": {s: {k: float(r[k]) for k in metrics} for s, r in by_source.items() if s != "method"},
         }
+        if "table" in result:
+            summary["extended_table"] = result["table"]
+        return summary
 
     def _out_dir(self, trainer) -> Path:
         return Path(self.results_dir) if self.results_dir else run_dir(trainer) / "results"
@@ -129,19 +246,47 @@ class LocalizationEvaluator(Callback):
     def _write(self, trainer, name: str, dataset, result: dict[str, Any], summary: dict[str, Any]) -> None:
         out = self._out_dir(trainer)
         out.mkdir(parents=True, exist_ok=True)
-        per_sample = {k: v.tolist() for k, v in result["per_sample"].items()}
+        columns: dict[str, list] = {}
+        for key, values in result["per_sample"].items():
+            if values.dim() == 1:
+                columns[key] = values.tolist()
+            else:  # (N, K) per-source values
+                columns.update({f"{key}_{j}": values[:, j].tolist() for j in range(values.shape[1])})
         ids = getattr(dataset, "sample_ids", None)
         with open(out / f"test_{name}.csv", "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["index", "sample_id", "ciou", "threshold", "n_pred_pixels"])
-            for i, index in enumerate(per_sample["index"]):
-                sample_id = ids[index] if ids else ""
-                writer.writerow([index, sample_id, repr(per_sample["ciou"][i]), per_sample["threshold"][i], per_sample["n_pred_pixels"][i]])
+            writer.writerow(["index", "sample_id", *[c for c in columns if c != "index"]])
+            for row, index in enumerate(columns["index"]):
+                values = [repr(v) if isinstance(v, float) else v for c, col in columns.items() if c != "index" for v in [col[row]]]
+                writer.writerow([index, ids[index] if ids else "", *values])
         (out / f"test_{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
-        rank_zero_info(
-            f"test/{name}: ciou@0.5={summary['ciou@0.5']:.4f} auc={summary['auc']:.4f} n={summary['n']} "
-            f"protocol={summary['protocol']} -> {out / f'test_{name}.csv'}"
-        )
+        metrics = [k for k in (*HEADLINE[self.protocols[summary["kind"]].family], *EXTENDED) if k in summary]
+        lines = [f"test/{name} ({summary['kind']}, protocol {summary['protocol']}, n={summary['n']}, list {summary['sample_list']}):"]
+        for source, values in [("method", summary), *summary["floors"].items()]:
+            lines.append(f"  {source:<12}" + "  ".join(f"{k}={values[k]:.4f}" for k in metrics))
+        rank_zero_info("\n".join(lines) + f"\n  -> {out / f'test_{name}.csv'}")
+
+    def _plot_success(self, trainer, name: str, kind: str, by_source: dict[str, dict[str, Any]]) -> None:
+        """Success-ratio curves of the method and its floors (sets scored by cIoU)."""
+        family = self.protocols[kind].family
+        if family == "s4":
+            return
+        try:
+            from sslbench.viz import success_plot
+
+            def cious(result):
+                if family == "ioi":
+                    return result["entries"]["iou"]
+                if family == "avgn":
+                    return result["per_sample"]["avgn_ciou"].flatten()
+                return result["per_sample"]["ciou"][result["per_sample"]["n_boxes"] != 0]
+
+            curves = {source: success_curve(cious(result)) for source, result in by_source.items()}
+            path = success_plot(curves, self._out_dir(trainer) / f"success_{name}.png", f"{name} ({self.protocols[kind].name})")
+            if hasattr(trainer.logger, "log_image"):
+                trainer.logger.log_image(key=f"test/{name}/success", images=[str(path)])
+        except Exception as err:  # pictures must never break a run
+            rank_zero_warn(f"could not plot the success curve of {name}: {type(err).__name__}: {err}")
 
     def _draw(self, trainer, pl_module, name: str, dataset, result: dict[str, Any]) -> None:
         """Heatmaps of the first samples; a failure here warns and never stops a run."""
@@ -157,8 +302,10 @@ class LocalizationEvaluator(Callback):
             batch = pl_module.transfer_batch_to_device(batch, pl_module.device, 0)
             batch = trainer.datamodule.on_after_batch_transfer(batch, 0)
             maps = pl_module.localize(batch.image, batch.audio)
-            scores = dict(zip(result["per_sample"]["index"].tolist(), result["per_sample"]["ciou"].tolist()))
-            titles = [f"{sid}  cIoU {scores.get(i, float('nan')):.2f}" for sid, i in zip(batch.sample_id, batch.index.tolist())]
+            per_sample = result["per_sample"]
+            score_name = "ciou" if "ciou" in per_sample else "frame_iou" if "frame_iou" in per_sample else "ap"
+            scores = dict(zip(per_sample["index"].tolist(), per_sample[score_name].tolist()))
+            titles = [f"{sid}  {score_name} {scores.get(i, float('nan')):.2f}" for sid, i in zip(batch.sample_id, batch.index.tolist())]
             path = overlay_grid(denormalize(batch.image), maps, batch.boxes, self._out_dir(trainer) / f"heatmaps_{name}.png", titles)
             if hasattr(trainer.logger, "log_image"):
                 trainer.logger.log_image(key=f"test/{name}/heatmaps", images=[str(path)])

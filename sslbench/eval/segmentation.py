@@ -43,16 +43,15 @@ def s4_frame_fscores(logits: Tensor, masks: Tensor, probabilities: bool = False)
     valid); frames with an empty mask are not valid (``Eval_Fmeasure`` skips them)."""
     p = _probabilities(logits, probabilities).flatten(1)
     target = masks.float().flatten(1)
-    thresholds = torch.linspace(0, 1 - 1e-10, F_THRESHOLDS, device=p.device)
-    scores = []
-    for frame, gt in zip(p, target):  # one (255, H*W) comparison per frame bounds the memory
-        predicted = (frame[None, :] >= thresholds[:, None]).float()
-        tp = (predicted * gt[None, :]).sum(1)
-        precision, recall = tp / (predicted.sum(1) + 1e-20), tp / (gt.sum() + 1e-20)
-        f = (1 + F_BETA2) * precision * recall / (F_BETA2 * precision + recall)
-        scores.append(torch.nan_to_num(f, nan=0.0))
-    valid = target.mean(1) != 0
-    return torch.stack(scores) if scores else p.new_zeros(0, F_THRESHOLDS), valid
+    thresholds = torch.linspace(0, 1 - 1e-10, F_THRESHOLDS, device=p.device).expand(p.shape[0], -1).contiguous()
+    # counts of p >= th from sorted values (exact integers, as the reference's float sums are)
+    n = p.shape[1]
+    predicted = n - torch.searchsorted(p.sort(1).values, thresholds)
+    positive_scores = torch.where(target > 0, p, -1.0).sort(1).values  # -1 is below every threshold
+    tp = (n - torch.searchsorted(positive_scores, thresholds)).float()
+    precision, recall = tp / (predicted.float() + 1e-20), tp / (target.sum(1, keepdim=True) + 1e-20)
+    f = (1 + F_BETA2) * precision * recall / (F_BETA2 * precision + recall)
+    return torch.nan_to_num(f, nan=0.0), target.mean(1) != 0
 
 
 def s4_fscore(logits: Tensor, masks: Tensor, probabilities: bool = False) -> Tensor:

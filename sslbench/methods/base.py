@@ -47,18 +47,33 @@ class LocalizationMethod(L.LightningModule, ABC):
     def compute_loss(self, batch: AVBatch) -> dict[str, Tensor]:
         """``{"loss": total, <part>: value, ...}`` for one training batch."""
 
+    @property
+    def score_range(self) -> tuple[float, float] | None:
+        """Fixed (low, high) range of :meth:`evaluation_maps`, if it has one (SLAVC's absolute
+        prediction maps it to [0, 1]); a cosine map divided by tau spans (-1/tau, 1/tau)."""
+        return (0.0, 1.0) if self.object_guidance is not None else None
+
+    @torch.no_grad()
+    def evaluation_maps(self, image: Tensor, audio: Tensor, size: int | tuple[int, int] | None = None) -> Tensor:
+        """Raw float32 maps (B, H, W) upsampled to ``size`` with ``upsample_mode``: what the
+        reference evaluations threshold. With object guidance, EZ-VSL's normalised mix."""
+        size = tuple(image.shape[-2:]) if size is None else size
+        maps = upsample(self(image, audio).float(), size, self.upsample_mode)
+        if self.object_guidance is not None:
+            maps = self.object_guidance.refine(min_max(maps), image, self.upsample_mode)
+        return maps
+
+    @torch.no_grad()
+    def object_maps(self, image: Tensor, audio: Tensor, size: int | tuple[int, int]) -> list[Tensor]:
+        """Per sample, (n_i, H, W) maps of each sounding object found, in the method's order (the
+        multi-source protocols). A single-source method finds one: its evaluation map."""
+        return list(self.evaluation_maps(image, audio, size)[:, None])
+
     @torch.no_grad()
     def localize(self, image: Tensor, audio: Tensor, size: int | tuple[int, int] | None = None) -> Tensor:
-        """Scores in [0, 1] of shape (B, H, W) at ``size`` (default: the image size).
-
-        The raw map is upsampled with ``upsample_mode`` and min-max normalised per image; with
-        object guidance the result is mixed with the object prior as EZ-VSL does.
-        """
-        size = tuple(image.shape[-2:]) if size is None else size
-        scores = min_max(upsample(self(image, audio).float(), size, self.upsample_mode))
-        if self.object_guidance is not None:
-            scores = self.object_guidance.refine(scores, image, self.upsample_mode)
-        return scores
+        """Scores in [0, 1] of shape (B, H, W) at ``size`` (default: the image size): the
+        evaluation map min-max normalised per image, for pictures and predictions."""
+        return min_max(self.evaluation_maps(image, audio, size))
 
     # -- Lightning steps --------------------------------------------------------------------
 
@@ -72,12 +87,17 @@ class LocalizationMethod(L.LightningModule, ABC):
     def _eval_step(self, batch: AVBatch | None, stage: str) -> dict[str, Tensor] | None:
         if batch is None:
             return None
-        size = batch.gt_map.shape[-2:] if batch.gt_map is not None else batch.image.shape[-2:]
-        maps = self.localize(batch.image, batch.audio, size=tuple(size))
+        if batch.gt_frames is not None:  # K frames stacked vertically: maps cover all of them
+            k, side = batch.gt_frames.shape[1], batch.gt_frames.shape[-1]
+            out = {"object_maps": self.object_maps(batch.image, batch.audio, (k * side, side))}
+        else:
+            size = batch.gt_map.shape[-2:] if batch.gt_map is not None else batch.image.shape[-2:]
+            maps = self.evaluation_maps(batch.image, batch.audio, tuple(size))
+            out = {"maps": maps if stage != "predict" else min_max(maps)}
         if stage == "val" and len(batch) > 1:  # the contrastive loss needs at least two samples
             loss = self.compute_loss(batch)["loss"]
             self.log("val/loss", loss, batch_size=len(batch), sync_dist=True)
-        return {"maps": maps}
+        return out
 
     def validation_step(self, batch: AVBatch | None, batch_idx: int, dataloader_idx: int = 0):
         return self._eval_step(batch, "val")

@@ -75,6 +75,11 @@ class EZVSL(LocalizationMethod):
         pooled = self.audio_net(audio).flatten(2).amax(-1)  # AdaptiveMaxPool2d(1)
         return visual, F.normalize(self.audio_proj(pooled), dim=1)
 
+    @property
+    def score_range(self) -> tuple[float, float]:
+        tau = self.criterion.tau
+        return (0.0, 1.0) if self.object_guidance is not None else (-1.0 / tau, 1.0 / tau)
+
     def forward(self, image: Tensor, audio: Tensor) -> Tensor:
         """Own-pair cosine map / tau, (B, h, w) (EZ-VSL's Savl)."""
         visual, audio_emb = self.embed(image, audio)
