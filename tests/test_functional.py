@@ -1,5 +1,5 @@
 """Metric functions against hand-worked cases and a per-sample numpy transcription of the
-reference evaluation code (evaluation.md A.0-A.1), including its tie and NaN behaviour."""
+reference evaluation code (evaluation.md A.0-A.1, in sslbench/bench/reference.py), including its tie and NaN behaviour."""
 
 import numpy as np
 import pytest
@@ -19,40 +19,8 @@ from sslbench.eval.functional import (
     upsample,
 )
 
-# --- the references, transcribed per sample in numpy float32 --------------------------------------
-
-
-def normalize_img(value):
-    vmin, vmax = value.min(), value.max()
-    if not (vmax - vmin) == 0:
-        value = (value - vmin) / (vmax - vmin)
-    return value
-
-
-def reference_infer(h: np.ndarray, gt: np.ndarray, rule: str) -> np.ndarray:
-    n = h.size
-    if rule == "sspl":
-        with np.errstate(invalid="ignore", divide="ignore"):
-            pred = (h - h.min()) / np.ptp(h)
-        return pred >= 0.5
-    if rule == "lvs":
-        pred = 1 - normalize_img(-h)
-        thr = np.sort(pred.flatten())[int(n * 0.5)]
-        pred[pred > thr] = 1
-        pred[pred < 1] = 0
-        return pred >= 0.5
-    pred = normalize_img(h)
-    if rule == "sslalign_adaptive":
-        count = int((gt != 0).sum())
-        thr = np.sort(pred.flatten())[n - count] if count else np.sort(pred.flatten())[n // 2]
-        return pred > thr
-    thr = np.sort(pred.flatten())[int(n * 0.5)]
-    return pred >= thr if rule == "ezvsl" else pred > thr
-
-
-def reference_ciou(infer, gt):
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.sum(infer * gt) / (np.sum(gt) + np.sum(infer * (gt == 0)))
+from sslbench.bench.reference import cal_ciou as reference_ciou  # noqa: E402
+from sslbench.bench.reference import single_source_infer as reference_infer  # noqa: E402
 
 
 def adversarial_maps(size=224):
@@ -189,3 +157,20 @@ def test_fixed_rule_and_boolean_predictions():
     whole = torch.ones(1, 2, 2, dtype=torch.bool)
     for rule in ("ezvsl", "sslalign", "sspl"):  # a boolean map is the prediction, whatever the rule
         assert binarize(whole, rule)[0].all()
+
+
+def test_kth_smallest_equals_a_full_sort_on_adversarial_rows():
+    from sslbench.eval.functional import upper_median
+    from sslbench.eval.localization import kth_smallest
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 1000, generator=g)  # more rows than one internal chunk of 256
+    x[0] = 0.0  # constant
+    x[1] = (torch.rand(1000, generator=g) < 0.7).float()  # binary, ties at the median
+    x[2] = torch.round(torch.rand(1000, generator=g) * 3)  # four levels
+    x[3, :10] = 1e6  # outliers squeeze everything else into one bucket
+    x[4] = -1e6 + torch.rand(1000, generator=g)  # large offset, small span
+    rank = torch.randint(0, 1000, (300,), generator=g)
+    rank[5], rank[6] = 0, 999
+    assert torch.equal(kth_smallest(x, rank), x.sort(1).values.gather(1, rank[:, None])[:, 0])
+    assert torch.equal(upper_median(x), x.sort(1).values[:, 500])

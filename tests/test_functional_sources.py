@@ -1,10 +1,10 @@
 """Multi-source (IOI, AVGN), extended (SLAVC), S4 and retrieval metrics against transcriptions of
-the reference code (tests/reference_eval.py), on the inputs where implementations drift."""
+the reference code (sslbench/bench/reference.py), on the inputs where implementations drift."""
 
 import numpy as np
 import pytest
 import torch
-from reference_eval import avs_fmeasure, avs_mask_iou, noprior_epoch, noprior_sample, sk_ap, slavc_stats
+from sslbench.bench.reference import avs_fmeasure, avs_mask_iou, noprior_epoch, noprior_sample, sk_ap, slavc_stats
 
 from sslbench.eval.functional import (
     average_precision,
@@ -166,7 +166,7 @@ def test_avgn_scores_use_ge_and_swapped_ap_arguments():
     for i in range(3):
         for j in range(2):
             pred = maps[i, j * H : (j + 1) * H]
-            from reference_eval import cal_ciou, normalize_img
+            from sslbench.bench.reference import cal_ciou, normalize_img
 
             p = normalize_img(pred.copy())
             infer = (p >= np.sort(p.flatten())[int(p.size * 0.5)]).astype(float)

@@ -183,3 +183,30 @@ def avs_fmeasure(pred, gt, pr_num=255):
         img_num += 1
         score = avg_f / img_num
     return score.max().item()
+
+
+# --- single-source rules (A.0) -------------------------------------------------------------------
+
+
+def single_source_infer(h, gt, rule):
+    """Predicted pixels of one float32 map under a reference's rule (the straightforward loop)."""
+    n = h.size
+    if rule == "sspl":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pred = (h - h.min()) / np.ptp(h)
+        return pred >= 0.5
+    if rule == "fixed":
+        return h >= 0.5
+    if rule == "lvs":
+        pred = 1 - normalize_img(-h)
+        thr = np.sort(pred.flatten())[int(n * 0.5)]
+        pred[pred > thr] = 1
+        pred[pred < 1] = 0
+        return pred >= 0.5
+    pred = normalize_img(h)
+    if rule == "sslalign_adaptive":
+        count = int((gt != 0).sum())
+        thr = np.sort(pred.flatten())[n - count] if count else np.sort(pred.flatten())[n // 2]
+        return pred > thr
+    thr = np.sort(pred.flatten())[int(n * 0.5)]
+    return pred >= thr if rule == "ezvsl" else pred > thr
