@@ -20,6 +20,7 @@ from sslbench.bench import reference as ref
 from sslbench.eval.functional import (
     gt_map_vggss,
     localization_scores,
+    min_max,
     multi_source_scores,
     s4_frame_fscores,
     s4_frame_iou,
@@ -92,8 +93,6 @@ def run(n: int, batch: int, protocols: list[str], devices: list[str]) -> list[st
         if protocol.fixed_range:
             maps = (maps / 3).clamp(-1, 1) * 0.5 + 0.5  # cosine-like maps into [0, 1]
         if protocol.family == "s4":
-            from sslbench.eval.functional import min_max
-
             maps = min_max(maps)
         numpy_maps, numpy_gts = maps.numpy(), gts.numpy()
         if protocol.family == "single":
