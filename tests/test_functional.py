@@ -61,6 +61,23 @@ def test_scores_match_the_reference_per_sample(rule):
                 assert got["ciou"][i].item() == pytest.approx(expected, abs=1e-12), (rule, i)
 
 
+@pytest.mark.parametrize("rule", ["ezvsl", "lvs", "sslalign", "sslalign_adaptive"])
+def test_scores_match_the_reference_across_internal_chunks(rule):
+    """More maps than one internal row chunk: chunks without any constant map take the
+    known-[0, 1] fast path of the rank search, later ones mix constant and varying maps."""
+    kinds = adversarial_maps(64)
+    varying = [0, 1, 5, 6, 7]
+    rng = np.random.default_rng(1)
+    order = [varying[i % len(varying)] for i in range(40)] + list(rng.integers(0, len(kinds), 30))
+    maps = kinds[order] * rng.uniform(0.5, 2, (len(order), 1, 1)).astype(np.float32)  # other scales, same ties
+    gts = np.roll(adversarial_gts(len(maps), 64), 1, axis=0)
+    got = localization_scores(torch.from_numpy(maps), torch.from_numpy(gts), rule)
+    expected = [int(reference_infer(h.copy(), gt, rule).sum()) for h, gt in zip(maps, gts)]
+    assert got["n_pred_pixels"].tolist() == expected
+    cious = [reference_ciou(reference_infer(h.copy(), gt, rule), gt) for h, gt in zip(maps, gts)]
+    np.testing.assert_allclose(got["ciou"].numpy(), np.array(cious), rtol=0, atol=1e-12)
+
+
 def test_ties_at_the_median_keep_more_pixels_with_ge_than_with_gt():
     h = torch.tensor([[[0.0, 1.0], [1.0, 1.0]]])  # min-max: 0, 1, 1, 1 -> threshold sort[2] = 1
     ge, _ = binarize(h, "ezvsl")

@@ -95,57 +95,113 @@ def upsample(maps: Tensor, size: int | Sequence[int], mode: str = "bilinear_alig
 def min_max(maps: Tensor) -> Tensor:
     """Per-map ``(v - min) / (max - min)`` over the last two dims; a constant map is returned
     unchanged, as the references' ``normalize_img`` does (neither zeroed nor NaN)."""
-    flat = maps.flatten(-2)
-    lo, hi = torch.aminmax(flat, dim=-1, keepdim=True)  # one pass; same values as amin and amax
+    return _min_max_rows(maps.flatten(-2))[0].view_as(maps)
+
+
+def _min_max_rows(flat: Tensor) -> tuple[Tensor, bool]:
+    """:func:`min_max` over the last dim, and whether any row was constant (left unchanged)."""
+    # separate amin/amax: on the CPU aminmax over rows is about four times slower than both
+    lo, hi = flat.amin(-1, keepdim=True), flat.amax(-1, keepdim=True)
     span = hi - lo
     constant = span == 0
-    out = (flat - lo) / span.masked_fill(constant, 1)
-    if constant.any():
-        out = torch.where(constant, flat, out)
-    return out.view_as(maps)
+    out = (flat - lo).div_(span.masked_fill(constant, 1))
+    has_constant = bool(constant.any())
+    return (torch.where(constant, flat, out) if has_constant else out), has_constant
 
 
-#: buckets of the histogram that locates a rank (rows are processed 256 at a time, so bucket
+#: buckets of the histogram that locates a rank (at most SELECT_ROWS rows at a time, so bucket
 #: numbers with their row offset stay below 2**20, where float32 still resolves 1/16)
 SELECT_BUCKETS = 4096
 SELECT_ROWS = 256
+#: rows per step on the CPU: a few maps' temporaries stay in cache and freed blocks are reused,
+#: instead of fresh pages being faulted in on every pass
+CPU_ROWS = 16
 
 
-def kth_smallest(flat: Tensor, rank: Tensor) -> Tensor:
+def _row_chunk(t: Tensor) -> int:
+    return CPU_ROWS if t.device.type == "cpu" else SELECT_ROWS
+
+
+def kth_smallest(flat: Tensor, rank: Tensor, unit_range: bool = False) -> Tensor:
     """``np.sort(row)[rank]`` for each row of (N, P) finite values, without sorting them.
 
     A per-row histogram of the values (bucket index monotone in the value, so ranks are kept)
-    finds the bucket holding the rank; only that bucket's members are then sorted. About five
+    finds the bucket holding the rank; only that bucket's members are then sorted. A handful of
     passes over the data instead of a sort: a batched sort is several times slower than a loop of
     numpy's SIMD sorts on the CPU, and ``topk``/``kthvalue`` of half a row are not much better.
+    ``unit_range=True`` promises every row lies in [0, 1] (min-max normalised), which saves the
+    per-row range pass.
     """
-    if flat.shape[0] > SELECT_ROWS:
-        return torch.cat([kth_smallest(f, r) for f, r in zip(flat.split(SELECT_ROWS), rank.split(SELECT_ROWS))])
+    step = _row_chunk(flat)
+    if flat.shape[0] > step:
+        return torch.cat([kth_smallest(f, r, unit_range) for f, r in zip(flat.split(step), rank.split(step))])
     rows, device = flat.shape[0], flat.device
-    lo, hi = torch.aminmax(flat, dim=1, keepdim=True)
-    span = hi - lo
-    scale = torch.where(span > 0, (SELECT_BUCKETS - 1) / span, torch.zeros_like(span))
-    offset = torch.arange(rows, device=device, dtype=flat.dtype)[:, None] * SELECT_BUCKETS
-    # (v - lo) * scale + row offset + 0.5: rounding is monotone, and truncation stays in the row's range
-    bucket = torch.addcmul(offset + 0.5, flat - lo, scale).to(torch.int32)
-    counts = torch.bincount(bucket.flatten(), minlength=rows * SELECT_BUCKETS).view(rows, SELECT_BUCKETS)
+    offset = torch.arange(rows, device=device, dtype=flat.dtype)[:, None] * SELECT_BUCKETS + 0.5
+    if unit_range:
+        scaled = torch.add(offset, flat, alpha=SELECT_BUCKETS - 1)
+    else:
+        lo, hi = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)
+        span = hi - lo
+        scale = torch.where(span > 0, (SELECT_BUCKETS - 1) / span, torch.zeros_like(span))
+        scaled = (flat - lo).mul_(scale).add_(offset)
+    # v * scale + row offset + 0.5: rounding is monotone, and truncation stays in the row's range
+    bucket = scaled.to(torch.int32)
+    del scaled
+    counts = torch.bincount(bucket.view(-1), minlength=rows * SELECT_BUCKETS).view(rows, SELECT_BUCKETS)
     below = counts.cumsum(1)
     target = (below <= rank[:, None]).sum(1)  # first bucket whose cumulative count passes the rank
-    before = below.gather(1, target[:, None])[:, 0] - counts.gather(1, target[:, None])[:, 0]
+    sizes = counts.gather(1, target[:, None])[:, 0]
+    before = below.gather(1, target[:, None])[:, 0] - sizes
     key = (target + torch.arange(rows, device=device) * SELECT_BUCKETS).to(torch.int32)
-    member_row, member_col = (bucket == key[:, None]).nonzero(as_tuple=True)
-    values = flat[member_row, member_col]
+    members = (bucket == key[:, None]).view(-1).nonzero()[:, 0]  # flat positions, row-major
+    values = flat.view(-1)[members]
+    member_row = members // flat.shape[1]
     order = values.argsort(stable=True)
     order = order[member_row[order].argsort(stable=True)]  # by row, then by value
-    sizes = counts.gather(1, target[:, None])[:, 0]
     start = sizes.cumsum(0) - sizes
     return values[order][start + (rank - before)]
 
 
-def upper_median(flat: Tensor) -> Tensor:
+def upper_median(flat: Tensor, unit_range: bool = False) -> Tensor:
     """``np.sort(v)[int(n * 0.5)]`` per row, by :func:`kth_smallest`."""
     n = flat.shape[-1]
-    return kth_smallest(flat, torch.full((flat.shape[0],), int(n * 0.5), device=flat.device))
+    return kth_smallest(flat, torch.full((flat.shape[0],), int(n * 0.5), device=flat.device), unit_range)
+
+
+#: largest float32 below 1: ``v > ONE_BELOW`` is ``v >= 1`` for float32 values
+_ONE_BELOW = float(torch.nextafter(torch.tensor(1.0), torch.tensor(0.0)))
+
+
+def _decision(heatmaps: Tensor, rule: str, gt_maps: Tensor | None) -> tuple[Tensor, Tensor, Tensor, bool]:
+    """The per-pixel scores a rule thresholds, flattened (N, P), its reported threshold (N,), the
+    cut (N,) and whether the comparison is strict: pixel predicted iff ``score > cut`` (strict)
+    or ``score >= cut``. One comparison per pixel, so callers can write it where they like."""
+    maps = heatmaps.float()
+    n = maps.shape[-1] * maps.shape[-2]
+    if rule in ("fixed", "sspl"):
+        flat = maps.flatten(1)
+        if rule == "sspl":  # np.ptp: a constant map is NaN everywhere and predicts nothing
+            lo, hi = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)
+            flat = (flat - lo).div_(hi - lo)
+        threshold = torch.full((flat.shape[0],), 0.5, device=maps.device)
+        return flat, threshold, threshold, False
+    if rule == "lvs":
+        pred, has_constant = _min_max_rows(-maps.flatten(1))
+        pred = torch.sub(1, pred, out=pred)
+        threshold = upper_median(pred, unit_range=not has_constant)
+        # (pred > thr) | (pred >= 1) is pred > thr below 1, and pred >= 1 (> the float below 1) above
+        cut = torch.where(threshold < 1, threshold, torch.full_like(threshold, _ONE_BELOW))
+        return pred, threshold, cut, True
+    pred, has_constant = _min_max_rows(maps.flatten(1))
+    if rule == "sslalign_adaptive":
+        if gt_maps is None:
+            raise ValueError("the sslalign_adaptive rule needs the gt maps")
+        area = (gt_maps.flatten(1) != 0).sum(1)
+        index = torch.where(area == 0, torch.full_like(area, n // 2), n - area).clamp(max=n - 1)
+        threshold = kth_smallest(pred, index, unit_range=not has_constant)
+    else:
+        threshold = upper_median(pred, unit_range=not has_constant)
+    return pred, threshold, threshold, rule != "ezvsl"
 
 
 def binarize(heatmaps: Tensor, rule: str, gt_maps: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -167,32 +223,9 @@ def binarize(heatmaps: Tensor, rule: str, gt_maps: Tensor | None = None) -> tupl
         raise ValueError(f"unknown threshold rule {rule!r}; choose one of {RULES}")
     if heatmaps.dtype == torch.bool:
         return heatmaps, torch.full(heatmaps.shape[:1], float("nan"), device=heatmaps.device)
-    maps = heatmaps.float()
-    n = maps.shape[-1] * maps.shape[-2]
-    if rule == "fixed":
-        return maps >= 0.5, torch.full((maps.shape[0],), 0.5, device=maps.device)
-    if rule == "sspl":
-        flat = maps.flatten(1)
-        lo, hi = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)
-        pred = (flat - lo) / (hi - lo)
-        threshold = torch.full((flat.shape[0],), 0.5, device=maps.device)
-        return (pred >= 0.5).view_as(maps), threshold
-    if rule == "lvs":
-        pred = (1 - min_max(-maps)).flatten(1)
-        threshold = upper_median(pred)
-        mask = (pred > threshold[:, None]) | (pred >= 1)
-        return mask.view_as(maps), threshold
-    pred = min_max(maps).flatten(1)
-    if rule == "sslalign_adaptive":
-        if gt_maps is None:
-            raise ValueError("the sslalign_adaptive rule needs the gt maps")
-        area = (gt_maps.flatten(1) != 0).sum(1)
-        index = torch.where(area == 0, torch.full_like(area, n // 2), n - area).clamp(max=n - 1)
-        threshold = kth_smallest(pred, index)
-    else:
-        threshold = upper_median(pred)
-    mask = pred >= threshold[:, None] if rule == "ezvsl" else pred > threshold[:, None]
-    return mask.view_as(maps), threshold
+    scores, threshold, cut, strict = _decision(heatmaps, rule, gt_maps)
+    mask = scores > cut[:, None] if strict else scores >= cut[:, None]
+    return mask.view_as(heatmaps), threshold
 
 
 def localization_scores(heatmaps: Tensor, gt_maps: Tensor, rule: str = "ezvsl") -> dict[str, Tensor]:
@@ -204,18 +237,41 @@ def localization_scores(heatmaps: Tensor, gt_maps: Tensor, rule: str = "ezvsl") 
     """
     if heatmaps.shape != gt_maps.shape or heatmaps.dim() != 3:
         raise ValueError(f"heatmaps and gt must both be (N, H, W), got {tuple(heatmaps.shape)} and {tuple(gt_maps.shape)}")
-    mask, threshold = binarize(heatmaps, rule, gt_maps)
-    return {**mask_ciou(mask, gt_maps), "threshold": threshold}
+    if rule not in RULES:
+        raise ValueError(f"unknown threshold rule {rule!r}; choose one of {RULES}")
+    step = _row_chunk(heatmaps)
+    parts = [_chunk_scores(h, g, rule) for h, g in zip(heatmaps.split(step), gt_maps.split(step))]
+    return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
+
+
+def _chunk_scores(heatmaps: Tensor, gt_maps: Tensor, rule: str) -> dict[str, Tensor]:
+    if heatmaps.dtype == torch.bool:
+        mask, threshold = binarize(heatmaps, rule)
+        return {**mask_ciou(mask, gt_maps), "threshold": threshold}
+    scores, threshold, cut, strict = _decision(heatmaps, rule, gt_maps)
+    compare = torch.gt if strict else torch.ge
+    predicted = compare(scores, cut[:, None], out=torch.empty_like(scores))  # 0/1 floats, summed fast
+    return {**_overlap(predicted, gt_maps.flatten(1).float()), "threshold": threshold}
 
 
 def mask_ciou(mask: Tensor, gt_maps: Tensor) -> dict[str, Tensor]:
     """cIoU of boolean predictions (N, H, W) against (N, H, W) gt: ``ciou``, ``intersection``,
     ``union`` (float64) and ``n_pred_pixels``."""
-    pred, gt = mask.flatten(1), gt_maps.flatten(1).float()
-    # float32 sums are exact here: gt pixels are 0, 0.5 or 1 and a map has far fewer than 2**24 of them
-    intersection = torch.where(pred, gt, 0).sum(1).double()
-    union = gt.sum(1).double() + (pred & (gt == 0)).sum(1)
-    return {"ciou": intersection / union, "intersection": intersection, "union": union, "n_pred_pixels": pred.sum(1)}
+    return _overlap(mask.flatten(1).float(), gt_maps.flatten(1).float())
+
+
+def _overlap(predicted: Tensor, gt: Tensor) -> dict[str, Tensor]:
+    """cIoU terms of (N, P) 0/1 float predictions (overwritten) against (N, P) float gt.
+
+    float32 sums are exact here: the terms are 0, 0.5 or 1 and a map has far fewer than 2**23
+    pixels. The union's ``sum(pred * (gt == 0))`` is ``n_pred - #(pred and gt != 0)``.
+    """
+    n_pred = predicted.sum(1)
+    hits = predicted.mul_(gt)
+    intersection = hits.sum(1).double()
+    hits_on_gt = torch.ne(hits, 0, out=hits).sum(1)
+    union = gt.sum(1).double() + (n_pred - hits_on_gt).double()
+    return {"ciou": intersection / union, "intersection": intersection, "union": union, "n_pred_pixels": n_pred.long()}
 
 
 # ---------------------------------------------------------------------------------------------
