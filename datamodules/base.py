@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
+from torch import Tensor
 from torch.utils.data import Dataset
 
 from sslbench.audio import PRESETS, AudioPreset
@@ -58,6 +59,11 @@ class AVDataset(Dataset, ABC):
 
     def __len__(self) -> int:
         return len(self.sample_ids)
+
+    def shifted_waveform(self, index: int, waveform: Tensor, shift_seconds: float) -> Tensor:
+        """Sample ``index``'s audio window moved by ``shift_seconds`` (SSL-Align's a_aug). Readers
+        that keep the whole clip cut a new window; by default the window is rolled circularly."""
+        return waveform.roll(int(round(shift_seconds * self.audio.sample_rate)))
 
     @abstractmethod
     def __getitem__(self, index: int) -> dict[str, Any] | None: ...

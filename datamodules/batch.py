@@ -26,6 +26,8 @@ class AVBatch:
         gt_frames: (B, K, S, S) binary gt of each of the K frames stacked vertically in ``image``
             (multi-source sets; K = 1 when one frame holds every source), else None.
         group: (B,) the video each frame belongs to (segmentation sets score per video), else None.
+        views: extra training views a method asked for (``datamodules.views``): ``image_*`` (B, 3, H, W),
+            ``waveform_*`` (B, T) and, after transfer, their ``audio_*`` network inputs.
     """
 
     image: Tensor
@@ -39,6 +41,7 @@ class AVBatch:
     n_boxes: Tensor | None = None
     gt_frames: Tensor | None = None
     group: Tensor | None = None
+    views: dict[str, Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.image.shape[0]
@@ -68,4 +71,5 @@ def collate(samples: list[dict[str, Any] | None]) -> AVBatch | None:
         n_boxes=optional("n_boxes", torch.long),
         gt_frames=optional("gt_frames"),
         group=optional("group", torch.long),
+        views={k: torch.stack([s["views"][k] for s in samples]) for k in samples[0].get("views", {})},
     )

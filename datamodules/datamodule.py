@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 from datamodules.base import AVDataset
 from datamodules.batch import AVBatch, collate
 from datamodules.synthetic import SyntheticScenes
+from datamodules.views import NeighbourTables, ViewedDataset, ViewSpec
 from sslbench.audio import build_frontend, get_preset
 
 
@@ -73,6 +74,8 @@ class AudioVisualDataModule(L.LightningDataModule):
         eval_batch_size: batch size for validation and test (default: ``batch_size``).
         num_workers: loader processes (default: the number of CPU cores, at most 8).
         swap_test_audio: give each test image the audio of a sample of another class.
+        neighbours: top-k neighbour tables of the training set (``sslbench knn``), for methods that
+            draw conceptually similar positives (SSL-Align).
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class AudioVisualDataModule(L.LightningDataModule):
         eval_batch_size: int | None = None,
         num_workers: int | None = None,
         swap_test_audio: bool = False,
+        neighbours: str | None = None,
     ):
         super().__init__()
         self.preset = get_preset(audio_preset)
@@ -103,6 +107,7 @@ class AudioVisualDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = min(8, os.cpu_count() or 1) if num_workers is None else num_workers
         self.swap_test_audio = swap_test_audio
+        self.neighbours = neighbours
         self.frontend = build_frontend(self.preset)
         names = [d.name for d in self.test_sets]
         if len(set(names)) != len(names):
@@ -137,7 +142,16 @@ class AudioVisualDataModule(L.LightningDataModule):
                 f"training set {self.train_set.name} has {len(self.train_set)} samples, fewer than one "
                 f"batch of {self.batch_size} (batches drop the remainder); lower data.batch_size"
             )
-        return self._loader(self.train_set, train=True)
+        return self._loader(self.viewed_train_set(), train=True)
+
+    def viewed_train_set(self) -> Dataset:
+        """The training set with the extra views the method being trained asks for."""
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        spec = getattr(module, "train_views", None) or ViewSpec()
+        if spec.empty:
+            return self.train_set
+        tables = NeighbourTables.load(self.neighbours) if spec.conceptual and self.neighbours else None
+        return ViewedDataset(self.train_set, spec, tables)
 
     def val_dataloader(self) -> DataLoader | list:
         return [] if self.val_set is None else self._loader(self.val_set, train=False)
@@ -151,5 +165,8 @@ class AudioVisualDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch: AVBatch | None, dataloader_idx: int) -> AVBatch | None:
         """Compute the audio front-end batched, on the batch's device."""
         if batch is not None:
-            batch.audio = self.frontend.to(batch.waveform.device)(batch.waveform)
+            frontend = self.frontend.to(batch.waveform.device)
+            batch.audio = frontend(batch.waveform)
+            for key in [k for k in batch.views if k.startswith("waveform_")]:
+                batch.views["audio_" + key.removeprefix("waveform_")] = frontend(batch.views[key])
         return batch

@@ -110,12 +110,20 @@ class FramesAudioFolder(AVDataset):
             self._reported.add(str(path))
             log.warning("skipping unreadable file %s (%s: %s)", path, type(err).__name__, err)
 
-    def load_waveform(self, sample_id: str) -> torch.Tensor:
+    def load_waveform(self, sample_id: str, shift_seconds: float = 0.0) -> torch.Tensor:
         data, rate = read_audio(self.root / "audio" / f"{sample_id}.wav")
         wave = torch.from_numpy(data)
         if rate != self.audio.sample_rate:
             wave = torchaudio.functional.resample(wave, rate, self.audio.sample_rate)
-        return cut_window(wave, self.audio)
+        return cut_window(wave, self.audio, shift_seconds=shift_seconds)
+
+    def shifted_waveform(self, index: int, waveform: torch.Tensor, shift_seconds: float) -> torch.Tensor:
+        """A new window cut from the whole file, ``shift_seconds`` from the usual one."""
+        try:
+            return self.load_waveform(self._ids[index], shift_seconds)
+        except Exception as err:  # read a moment ago: keep the epoch going on the window we have
+            self._report(self.root / "audio" / f"{self._ids[index]}.wav", err)
+            return super().shifted_waveform(index, waveform, shift_seconds)
 
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         sample_id = self._ids[index]

@@ -18,7 +18,9 @@ class AudioPreset:
     """How a method turns a clip into network input.
 
     ``window_seconds`` of audio at ``sample_rate`` are cut around the clip centre (``"centre"``) or
-    from its start (``"start"``), tiled when the file is shorter.
+    from its start (``"start"``), tiled when the file is shorter. ``frontend`` says what the network
+    sees: ``"spectrogram"`` (scipy's, log, / scale), ``"vggish"`` (VGGish log-mel examples) or
+    ``"logmel"`` (librosa's mel spectrogram, log).
     """
 
     name: str
@@ -30,6 +32,8 @@ class AudioPreset:
     log_floor: float = 1e-7
     scale: float = 12.0
     paper: str = ""
+    frontend: str = "spectrogram"
+    n_mels: int = 64
 
     @property
     def num_samples(self) -> int:
@@ -40,9 +44,14 @@ class AudioPreset:
         return self.n_fft - self.noverlap
 
     @property
-    def shape(self) -> tuple[int, int]:
-        """(frequency bins, frames) of the spectrogram, as scipy would give it."""
-        return self.n_fft // 2 + 1, 1 + (self.num_samples - self.n_fft) // self.hop
+    def shape(self) -> tuple[int, ...]:
+        """Shape of one clip's network input (without the batch dimension)."""
+        if self.frontend == "vggish":  # non-overlapping 0.96 s examples of 96 frames x 64 mels
+            frames = 1 + (self.num_samples - VGGISH_WINDOW) // VGGISH_HOP
+            return 1 + (frames - VGGISH_EXAMPLE) // VGGISH_EXAMPLE, VGGISH_EXAMPLE, self.n_mels
+        if self.frontend == "logmel":  # centred frames (librosa's default), time x mel
+            return 1, 1 + self.num_samples // self.hop, self.n_mels
+        return 1, self.n_fft // 2 + 1, 1 + (self.num_samples - self.n_fft) // self.hop
 
 
 # scipy.signal.spectrogram(nperseg=512, noverlap=N) -> log(S + 1e-7) -> /12 (methods.md, front-end).
@@ -54,8 +63,20 @@ PRESETS: dict[str, AudioPreset] = {
         AudioPreset("sslalign", 16000, 3.0, noverlap=353, paper="SSL-Align: hop 159, 257 x 299"),
         AudioPreset("noprior", 22050, 3.0, paper="NoPrior / Hear-The-Flow: 22.05 kHz, 257 x 276"),
         AudioPreset("quick", 16000, 1.0, paper="not a paper's: the EZ-VSL STFT on 1 s (257 x 66) for CPU demos and tests"),
+        AudioPreset("vggish", 16000, 3.0, n_fft=512, noverlap=512 - 160, log_floor=0.01, scale=1.0, frontend="vggish",
+                    paper="SSPL: waveform min-max to [-1, 1), VGGish log-mel, 3 examples of 96 x 64"),
+        AudioPreset("quick_vggish", 16000, 0.975, n_fft=512, noverlap=512 - 160, log_floor=0.01, scale=1.0,
+                    frontend="vggish", paper="not a paper's: one VGGish example (0.975 s) for CPU demos and tests"),
+        AudioPreset("mssl", 22050, 5.0, n_fft=882, noverlap=882 - 441, log_floor=1e-7, scale=1.0, frontend="logmel",
+                    paper="ICL / MSSL: 22.05 kHz, 5 s, librosa mel (n_fft 882, hop 441, 64 mels), log, 251 x 64"),
+        AudioPreset("quick_mssl", 16000, 1.0, n_fft=640, noverlap=320, log_floor=1e-7, scale=1.0, frontend="logmel",
+                    paper="not a paper's: the MSSL log-mel on 1 s at 16 kHz (40 ms / 20 ms, 51 x 64) for CPU demos"),
     )
 }
+
+#: VGGish framing (``vggish_params``): 25 ms windows, 10 ms hop, examples of 96 frames
+VGGISH_WINDOW, VGGISH_HOP, VGGISH_EXAMPLE = 400, 160, 96
+VGGISH_BAND = (125.0, 7500.0)
 
 
 def get_preset(name: str) -> AudioPreset:
@@ -109,15 +130,88 @@ class LogSpectrogram(nn.Module):
         return spec.transpose(1, 2).unsqueeze(1).contiguous()
 
 
+def hertz_to_mel_htk(hz: Tensor) -> Tensor:
+    return 1127.0 * torch.log1p(hz / 700.0)
+
+
+def vggish_mel_matrix(sample_rate: int, n_bins: int, n_mels: int, band: tuple[float, float]) -> Tensor:
+    """(n_bins, n_mels) HTK triangular filters on linear-spectrogram bins, as VGGish's
+    ``mel_features``: edges evenly spaced in HTK mel, unnormalised, the DC bin zeroed."""
+    bins_mel = hertz_to_mel_htk(torch.linspace(0.0, sample_rate / 2.0, n_bins, dtype=torch.float64))
+    edges = torch.linspace(*hertz_to_mel_htk(torch.tensor(band, dtype=torch.float64)).tolist(), n_mels + 2, dtype=torch.float64)
+    lower, centre, upper = edges[:-2], edges[1:-1], edges[2:]
+    rising = (bins_mel[:, None] - lower) / (centre - lower)
+    falling = (upper - bins_mel[:, None]) / (upper - centre)
+    weights = torch.minimum(rising, falling).clamp(min=0.0)
+    weights[0] = 0.0
+    return weights
+
+
+class VGGishLogMel(nn.Module):
+    """SSPL's audio input: the clip min-max scaled to [-1, 1) (``normalize_audio``), then VGGish's
+    log-mel (periodic Hann of 400 samples, FFT 512, hop 160, magnitude, 64 HTK mels 125-7500 Hz,
+    ``log(mel + 0.01)``) cut into non-overlapping 96-frame examples. (B, T) -> (B, E, 96, 64)."""
+
+    def __init__(self, preset: AudioPreset):
+        super().__init__()
+        self.preset = preset
+        self.register_buffer("window", torch.hann_window(VGGISH_WINDOW, periodic=True), persistent=False)
+        mel = vggish_mel_matrix(preset.sample_rate, preset.n_fft // 2 + 1, preset.n_mels, VGGISH_BAND)
+        self.register_buffer("mel", mel.float(), persistent=False)
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        if waveform.dim() != 2:
+            raise ValueError(f"expected waveforms of shape (batch, samples), got {tuple(waveform.shape)}")
+        examples = 1 + ((waveform.shape[-1] - VGGISH_WINDOW) // VGGISH_HOP + 1 - VGGISH_EXAMPLE) // VGGISH_EXAMPLE
+        if examples < 1:
+            raise ValueError(f"clip of {waveform.shape[-1]} samples is shorter than one VGGish example (15600)")
+        with torch.autocast(waveform.device.type, enabled=False):
+            wave = waveform.float()
+            wave = wave - wave.amin(-1, keepdim=True)
+            wave = (wave / (wave.amax(-1, keepdim=True) + 1e-3) - 0.5) * 2.0
+            frames = wave.unfold(-1, VGGISH_WINDOW, VGGISH_HOP) * self.window
+            magnitude = torch.fft.rfft(frames, n=self.preset.n_fft, dim=-1).abs()
+            logmel = torch.log(magnitude @ self.mel + self.preset.log_floor)  # (B, frames, mels)
+            used = examples * VGGISH_EXAMPLE
+        return logmel[:, :used].reshape(wave.shape[0], examples, VGGISH_EXAMPLE, self.preset.n_mels).contiguous()
+
+
+class LogMel(nn.Module):
+    """MSSL's input (``librosa.feature.melspectrogram`` defaults: centred frames with zero
+    padding, periodic Hann, power 2, Slaney mel scale and area normalisation), ``log(S + floor)``,
+    as time x mel. (B, T) -> (B, 1, frames, mels)."""
+
+    def __init__(self, preset: AudioPreset):
+        super().__init__()
+        import torchaudio
+
+        self.preset = preset
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=preset.sample_rate, n_fft=preset.n_fft, hop_length=preset.hop, n_mels=preset.n_mels,
+            center=True, pad_mode="constant", power=2.0, norm="slaney", mel_scale="slaney",
+        )
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        if waveform.dim() != 2:
+            raise ValueError(f"expected waveforms of shape (batch, samples), got {tuple(waveform.shape)}")
+        with torch.autocast(waveform.device.type, enabled=False):
+            spec = torch.log(self.mel(waveform.float()) + self.preset.log_floor)
+        return spec.transpose(1, 2).unsqueeze(1).contiguous()
+
+
+FRONTENDS = {"spectrogram": LogSpectrogram, "vggish": VGGishLogMel, "logmel": LogMel}
+
+
 def build_frontend(preset: str | AudioPreset) -> nn.Module:
     preset = get_preset(preset) if isinstance(preset, str) else preset
-    return LogSpectrogram(preset)
+    return FRONTENDS[preset.frontend](preset)
 
 
-def cut_window(waveform: Tensor, preset: AudioPreset, sample_rate: int | None = None) -> Tensor:
+def cut_window(waveform: Tensor, preset: AudioPreset, sample_rate: int | None = None, shift_seconds: float = 0.0) -> Tensor:
     """Cut the preset's window from a mono clip (tiling a short one), as the reference loaders do.
 
     EZ-VSL: start = max(duration / 2 - window / 2, 0), clip to [-1, 1], tile if short, truncate.
+    ``shift_seconds`` moves the start (SSL-Align's a_aug), kept inside the clip.
     """
     rate = sample_rate or preset.sample_rate
     n = int(round(rate * preset.window_seconds))
@@ -127,6 +221,8 @@ def cut_window(waveform: Tensor, preset: AudioPreset, sample_rate: int | None = 
         start = max(int((waveform.numel() / rate / 2 - preset.window_seconds / 2) * rate), 0)
     else:
         start = 0
+    if shift_seconds:
+        start = min(max(start + int(round(shift_seconds * rate)), 0), max(waveform.numel() - n, 0))
     clip = waveform[start : start + n]
     if clip.numel() < n:
         clip = clip.repeat(math.ceil(n / clip.numel()))[:n]

@@ -6,6 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+from datamodules.batch import AVBatch
 
 os.environ.setdefault("WANDB_MODE", "disabled")  # tests never start a W&B run unless they ask for one
 
@@ -33,3 +36,17 @@ def run_root(tmp_path: Path) -> list[str]:
         "--trainer.enable_progress_bar", "false",
         "--evaluator.num_visualized", "2",
     ]
+
+
+def random_batch(n=3, size=64, audio_shape=(1, 257, 200), views=(), seed=0) -> AVBatch:
+    """A batch of random images and network-ready audio, with random extra ``views`` images."""
+    g = torch.Generator().manual_seed(seed)
+    return AVBatch(
+        image=torch.randn(n, 3, size, size, generator=g),
+        waveform=torch.zeros(n, 16),
+        index=torch.arange(n),
+        sample_id=[str(i) for i in range(n)],
+        class_id=torch.zeros(n, dtype=torch.long),
+        audio=torch.randn(n, *audio_shape, generator=g),
+        views={key: torch.randn(n, 3, size, size, generator=g) for key in views},
+    )

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from datamodules.batch import AVBatch
+from conftest import random_batch
 from sslbench.errors import WeightsUnavailableError
 from sslbench.methods import EZVSL, LVS, ObjectGuidance
 from sslbench.nn.backbones import IMAGENET_FILE, ResNetTrunk, resnet18_trunk
@@ -14,15 +14,7 @@ TINY = {"vision_weights": None, "backbone_width": 4}
 
 
 def batch(n=3, size=64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return AVBatch(
-        image=torch.randn(n, 3, size, size, generator=g),
-        waveform=torch.zeros(n, 16),
-        index=torch.arange(n),
-        sample_id=[str(i) for i in range(n)],
-        class_id=torch.zeros(n, dtype=torch.long),
-        audio=torch.randn(n, 1, 257, 200, generator=g),
-    )
+    return random_batch(n, size, seed=seed)
 
 
 @pytest.mark.parametrize("method,feature_side", [(EZVSL(embed_dim=16, **TINY), 2), (LVS(**TINY), 4)])

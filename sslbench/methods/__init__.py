@@ -4,5 +4,6 @@ from sslbench.methods.base import LocalizationMethod
 from sslbench.methods.ezvsl import EZVSL
 from sslbench.methods.lvs import LVS
 from sslbench.methods.ogl import ObjectGuidance
+from sslbench.methods.sspl import SSPL
 
-__all__ = ["EZVSL", "LVS", "LocalizationMethod", "ObjectGuidance"]
+__all__ = ["EZVSL", "LVS", "SSPL", "LocalizationMethod", "ObjectGuidance"]

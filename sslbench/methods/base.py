@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from datamodules.batch import AVBatch
+from datamodules.views import ViewSpec
 from sslbench.eval.functional import min_max, upsample
 from sslbench.methods.ogl import ObjectGuidance
 
@@ -33,6 +34,8 @@ class LocalizationMethod(L.LightningModule, ABC):
 
     #: upsampling of raw maps in :meth:`localize`; the evaluator sets its protocol's mode
     upsample_mode: str = "bilinear_align_corners"
+    #: extra training views the data module must provide (``datamodules.views``)
+    train_views: ViewSpec = ViewSpec()
 
     def __init__(self, lr: float = 1e-4, weight_decay: float = 0.0, object_guidance: ObjectGuidance | None = None):
         super().__init__()
@@ -46,6 +49,11 @@ class LocalizationMethod(L.LightningModule, ABC):
     @abstractmethod
     def compute_loss(self, batch: AVBatch) -> dict[str, Tensor]:
         """``{"loss": total, <part>: value, ...}`` for one training batch."""
+
+    def embeddings(self, image: Tensor, audio: Tensor) -> tuple[Tensor, Tensor]:
+        """One (B, D) image and (B, D) audio embedding per sample, for retrieval and neighbour
+        search (``sslbench knn``). Methods with a shared embedding space override it."""
+        raise NotImplementedError(f"{type(self).__name__} does not define global embeddings")
 
     @property
     def score_range(self) -> tuple[float, float] | None:
@@ -94,7 +102,8 @@ class LocalizationMethod(L.LightningModule, ABC):
             size = batch.gt_map.shape[-2:] if batch.gt_map is not None else batch.image.shape[-2:]
             maps = self.evaluation_maps(batch.image, batch.audio, tuple(size))
             out = {"maps": maps if stage != "predict" else min_max(maps)}
-        if stage == "val" and len(batch) > 1:  # the contrastive loss needs at least two samples
+        has_views = all(key in batch.views for key in self.train_views.keys)  # eval loaders add none
+        if stage == "val" and len(batch) > 1 and has_views:  # the contrastive loss needs at least two samples
             loss = self.compute_loss(batch)["loss"]
             self.log("val/loss", loss, batch_size=len(batch), sync_dist=True)
         return out
@@ -111,3 +120,14 @@ class LocalizationMethod(L.LightningModule, ABC):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = [p for p in self.parameters() if p.requires_grad]
         return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+
+    def train(self, mode: bool = True) -> "LocalizationMethod":
+        # frozen parts keep their BatchNorm statistics whenever Lightning switches modes
+        super().train(mode)
+        for module in self.frozen_modules():
+            module.eval()
+        return self
+
+    def frozen_modules(self) -> list[torch.nn.Module]:
+        """Sub-networks that never train (their BatchNorm statistics stay fixed too)."""
+        return []

@@ -1,0 +1,169 @@
+"""Extra views of each training sample, for methods that learn from more than one pair.
+
+A method states what it needs as a :class:`ViewSpec` (``LocalizationMethod.train_views``); the
+data module wraps its training set in :class:`ViewedDataset`, which adds the views to each sample
+under fixed names, so datasets never know which method reads them:
+
+- ``image_2``: a second independent draw of the training transform (SSPL's two views).
+- ``image_aug``: a SimCLR-style strong augmentation (SSL-Align's v_aug).
+- ``waveform_aug``: the audio window shifted in time (SSL-Align's a_aug).
+- ``image_conc`` / ``waveform_conc``: the image of a visual neighbour and the audio of an audio
+  neighbour, drawn from precomputed top-k tables (SSL-Align's conceptual positives; ``sslbench knn``).
+
+Waveform views become ``audio_*`` spectrograms on the batch's device, like the main audio.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from datamodules.base import AVDataset
+from datamodules.transforms import denormalize, normalize
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """What a method needs beyond (image, audio).
+
+    Attributes:
+        second_image: a second draw of the training transform, ``image_2``.
+        strong_image: a strongly augmented draw, ``image_aug``.
+        audio_shift_seconds: > 0 adds ``waveform_aug``, shifted by up to this many seconds.
+        conceptual: add ``image_conc`` and ``waveform_conc`` from the neighbour tables.
+    """
+
+    second_image: bool = False
+    strong_image: bool = False
+    audio_shift_seconds: float = 0.0
+    conceptual: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return self == ViewSpec()
+
+    @property
+    def keys(self) -> list[str]:
+        """The ``AVBatch.views`` entries this spec fills (audio ones after transfer)."""
+        keys = ["image_2"] * self.second_image + ["image_aug"] * self.strong_image
+        keys += ["audio_aug"] * (self.audio_shift_seconds > 0) + ["image_conc", "audio_conc"] * self.conceptual
+        return keys
+
+
+def strong_augmentation(rotate: bool = True) -> v2.Compose:
+    """SSL-Align's v_aug on a [0, 1] image tensor (methods.md 5): a random multiple of 90 degrees,
+    colour jitter (p 0.8), Gaussian blur (p 0.5), flips, translation up to 0.2, grayscale (p 0.2)."""
+    steps = []
+    if rotate:
+        steps.append(v2.RandomChoice([v2.RandomRotation((a, a)) for a in (0, 90, 180, 270)]))
+    steps += [
+        v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+        v2.RandomApply([v2.GaussianBlur(3, sigma=(0.1, 2.0))], p=0.5),
+        v2.RandomHorizontalFlip(),
+        v2.RandomVerticalFlip(),
+        v2.RandomAffine(degrees=0, translate=(0.2, 0.2)),
+        v2.RandomGrayscale(0.2),
+    ]
+    return v2.Compose(steps)
+
+
+@dataclass(frozen=True)
+class NeighbourTables:
+    """Top-k neighbours of every training sample, by image and by audio similarity.
+
+    ``image[i]`` and ``audio[i]`` hold positions in ``sample_ids`` (the training list they were
+    computed on), nearest first, the sample itself excluded.
+    """
+
+    sample_ids: list[str]
+    image: Tensor
+    audio: Tensor
+    source: str = ""
+
+    def save(self, path: str | Path) -> None:
+        np.savez_compressed(
+            path, sample_ids=np.array(self.sample_ids), image=self.image.numpy(), audio=self.audio.numpy(), source=self.source
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> NeighbourTables:
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"neighbour tables not found: {path} (make them with `sslbench knn`)")
+        with np.load(path, allow_pickle=False) as data:
+            return cls([str(s) for s in data["sample_ids"]], torch.from_numpy(data["image"]), torch.from_numpy(data["audio"]),
+                       str(data["source"]))
+
+    def aligned_to(self, dataset: AVDataset) -> NeighbourTables:
+        """The tables re-indexed to ``dataset``'s sample order; neighbours it lacks are dropped."""
+        position = {sample_id: i for i, sample_id in enumerate(dataset.sample_ids)}
+        known = set(self.sample_ids)
+        missing = [s for s in dataset.sample_ids if s not in known]
+        if missing:
+            raise ValueError(
+                f"neighbour tables ({self.source or 'file'}) lack {len(missing)} of the {len(dataset)} training samples "
+                f"(first: {missing[0]!r}); recompute them on this training list with `sslbench knn`"
+            )
+        own = {sample_id: i for i, sample_id in enumerate(self.sample_ids)}
+        remap = torch.tensor([position.get(s, -1) for s in self.sample_ids])
+        rows = torch.tensor([own[s] for s in dataset.sample_ids])
+        return NeighbourTables(list(dataset.sample_ids), remap[self.image[rows]], remap[self.audio[rows]], self.source)
+
+
+class ViewedDataset(Dataset):
+    """A training set whose samples carry the views of a :class:`ViewSpec` under ``views``."""
+
+    def __init__(self, dataset: AVDataset, spec: ViewSpec, neighbours: NeighbourTables | None = None):
+        if spec.conceptual and neighbours is None:
+            raise ValueError(
+                "this method trains with conceptual positives: compute neighbour tables with "
+                "`sslbench knn --config <your config> --out neighbours.npz` and set data.neighbours"
+            )
+        self.dataset, self.spec = dataset, spec
+        self.neighbours = neighbours.aligned_to(dataset) if neighbours is not None else None
+        self.strong = strong_augmentation() if spec.strong_image else None
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getattr__(self, name: str):  # name, sample_ids, class_id, ... of the wrapped set
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def _neighbour(self, table: Tensor, index: int) -> int:
+        row = table[index]
+        row = row[row >= 0]
+        if row.numel() == 0:
+            return index
+        return int(row[torch.randint(row.numel(), ())])
+
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        sample = self.dataset[index]
+        if sample is None:
+            return None
+        views: dict[str, Tensor] = {}
+        extra = [self.dataset[index] for _ in range(int(self.spec.second_image) + int(self.spec.strong_image))]
+        if any(e is None for e in extra):
+            return None
+        if self.spec.second_image:
+            views["image_2"] = extra.pop(0)["image"]
+        if self.spec.strong_image:
+            views["image_aug"] = normalize(self.strong(denormalize(extra.pop(0)["image"])))
+        if self.spec.audio_shift_seconds > 0:
+            shift = float(torch.empty(()).uniform_(-self.spec.audio_shift_seconds, self.spec.audio_shift_seconds))
+            views["waveform_aug"] = self.dataset.shifted_waveform(index, sample["waveform"], shift)
+        if self.neighbours is not None and self.spec.conceptual:
+            by_image = self.dataset[self._neighbour(self.neighbours.image, index)]
+            by_audio = self.dataset[self._neighbour(self.neighbours.audio, index)]
+            if by_image is None or by_audio is None:
+                return None
+            views["image_conc"], views["waveform_conc"] = by_image["image"], by_audio["waveform"]
+        return {**sample, "views": views}
