@@ -87,7 +87,10 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> SSLBenchCLI:
         seed_everything_default=0,
         auto_configure_optimizers=False,
         parser_class=SSLBenchParser,
-        parser_kwargs={"description": "Self-supervised sound source localization: train, evaluate, predict."},
+        parser_kwargs={
+            "description": "Self-supervised sound source localization: train, evaluate, predict. "
+            "Also: `sslbench knn --help` (neighbour tables for SSL-Align's conceptual positives)."
+        },
         args=args,
         run=run,
     )
@@ -106,7 +109,12 @@ def user_error(err: BaseException) -> SSLBenchError | None:
 
 def main(args: list[str] | None = None) -> None:
     """Entry point; errors a user can fix are printed as one line (JSONARGPARSE_DEBUG=1 for tracebacks)."""
+    args = sys.argv[1:] if args is None else args
     try:
+        if args[:1] == ["knn"]:
+            from sslbench.knn import main as knn
+
+            return knn(args[1:])
         build_cli(args)
     except Exception as err:
         cause = user_error(err)

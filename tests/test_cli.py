@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from sslbench.cli import main
@@ -101,3 +102,34 @@ def test_root_can_be_pointed_elsewhere_from_the_command_line(capsys, monkeypatch
     with pytest.raises(SystemExit):
         main(["fit", "--config", str(REPO / "experiments" / "ezvsl_margin.yaml"), "--data.train.init_args.root", str(elsewhere)])
     assert f"{elsewhere} does not exist" in capsys.readouterr().err
+
+
+def test_knn_tables_feed_ssl_align_conceptual_positives(tmp_path, run_root):
+    """sslbench knn writes tables of the training list; SSL-Align then trains on all nine pairs."""
+    from datamodules.views import NeighbourTables
+
+    config = tmp_path / "data.yaml"
+    config.write_text("data:\n  image_size: 64\n  num_workers: 0\n  train:\n    class_path: SyntheticScenes\n"
+                      "    init_args: {num_samples: 16}\n")
+    main(["knn", "--config", str(config), "--image-encoder", "colour", "--audio-encoder", "spectrum", "--k", "3",
+          "--out", str(tmp_path / "nn.npz")])
+    tables = NeighbourTables.load(tmp_path / "nn.npz")
+    assert tables.image.shape == (16, 3) and len(tables.sample_ids) == 16
+    assert not (tables.image == torch.arange(16)[:, None]).any()  # never its own neighbour
+    tiny_align = ["--model", "SSLAlign", "--model.vision_weights", "null", "--model.backbone_width", "4", "--model.proj_dim", "8"]
+    main(["fit", *tiny_align, *TINY_DATA, *run_root, "--trainer.max_epochs", "1", "--evaluator.protocol", "lvs",
+          "--data.neighbours", str(tmp_path / "nn.npz")])
+    metrics = next(tmp_path.rglob("metrics.csv")).read_text()
+    assert "train/alignment" in metrics and "val/ciou@0.5" in metrics
+
+
+def test_top_k_is_the_brute_force_ranking():
+    from sslbench.knn import top_k
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(30, 5, generator=g)
+    got = top_k(x, 4, chunk=7)
+    c = torch.nn.functional.normalize(x - x.mean(0), dim=1)
+    for i in range(30):
+        sims = [(float(c[i] @ c[j]), j) for j in range(30) if j != i]
+        assert got[i].tolist() == [j for _, j in sorted(sims, reverse=True)[:4]]

@@ -131,3 +131,21 @@ class LocalizationMethod(L.LightningModule, ABC):
     def frozen_modules(self) -> list[torch.nn.Module]:
         """Sub-networks that never train (their BatchNorm statistics stay fixed too)."""
         return []
+
+
+def load_method(path: str) -> LocalizationMethod:
+    """Any sslbench method from a checkpoint ``sslbench fit`` wrote (the class is recorded in it)."""
+    from pathlib import Path
+
+    from sslbench.errors import WeightsUnavailableError
+
+    import importlib
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise WeightsUnavailableError(f"checkpoint not found: {path}")
+    class_path = torch.load(path, map_location="cpu", weights_only=False).get("hyper_parameters", {}).get("_class_path")
+    if not class_path:
+        raise WeightsUnavailableError(f"{path} does not record its method class (not written by `sslbench fit`)")
+    module, _, name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module), name).load_from_checkpoint(path, map_location="cpu")
