@@ -88,6 +88,7 @@ class NeighbourTables:
     source: str = ""
 
     def save(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(
             path, sample_ids=np.array(self.sample_ids), image=self.image.numpy(), audio=self.audio.numpy(), source=self.source
         )

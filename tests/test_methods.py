@@ -112,3 +112,27 @@ def test_checkpoint_round_trip(tmp_path: Path):
     b = batch()
     model.eval(), loaded.eval()
     torch.testing.assert_close(model(b.image, b.audio), loaded(b.image, b.audio))
+
+
+def test_object_guidance_normalisations_of_each_reference(tmp_path):
+    from sslbench.eval.functional import min_max, upsample
+
+    path = tmp_path / "r18.pth"
+    torch.save(ResNetTrunk(3, 64, 2).state_dict(), path)
+    b = batch(size=64)
+    model = EZVSL(embed_dim=16, tau=0.05, **TINY).eval()
+    raw = upsample(model(b.image, b.audio), 64, model.upsample_mode)
+    obj = upsample(ObjectGuidance(weights=str(path)).object_map(b.image), 64, model.upsample_mode)
+    fixed = ObjectGuidance(alpha=0.9, weights=str(path), normalization="fixed_range")
+    expected = 0.9 * ((raw + 20) / 40).clamp(0, 1) + 0.1 * (obj / 2.5).clamp(0, 1)  # SLAVC: [-1/tau, 1/tau] and [0, 2.5]
+    torch.testing.assert_close(fixed.refine(raw, b.image, model.upsample_mode, model.raw_score_range), expected)
+    lvs = ObjectGuidance(alpha=0.4, weights=str(path), normalization="lvs")
+    constant = torch.full_like(raw, -3.0)  # the one case where 1 - minmax(-x) and minmax(x) differ
+    got = lvs.refine(constant, b.image, model.upsample_mode)
+    inv = lambda x: 1 - min_max(-x)  # noqa: E731
+    torch.testing.assert_close(got, inv(0.4 * inv(constant) + 0.6 * inv(obj)))
+    assert not torch.allclose(got, ObjectGuidance(weights=str(path)).refine(constant, b.image, model.upsample_mode))
+    with pytest.raises(ValueError, match="normalization"):
+        ObjectGuidance(weights=str(path), normalization="zscore")
+    with pytest.raises(ValueError, match="fixed range"):
+        fixed.refine(raw, b.image, model.upsample_mode, None)

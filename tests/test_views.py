@@ -49,6 +49,8 @@ def test_tables_round_trip_and_reindex_to_the_dataset_order(tmp_path):
     ids = list(reversed(data.sample_ids)) + ["elsewhere"]  # another order and one id the set lacks
     image = torch.tensor([[1, 4], [0, 2], [3, 1], [2, 0], [0, 1]])
     tables = NeighbourTables(ids, image, image.flip(1), "file")
+    tables.save(tmp_path / "new" / "nn.npz")  # the folder is made
+    tables = NeighbourTables.load(tmp_path / "new" / "nn.npz")
     tables.save(tmp_path / "nn.npz")
     loaded = NeighbourTables.load(tmp_path / "nn.npz").aligned_to(data)
     # dataset sample 0 is row 3 of the file, whose neighbours are file rows 2 and 0 -> dataset 1 and 3

@@ -55,11 +55,15 @@ class LocalizationMethod(L.LightningModule, ABC):
         search (``sslbench knn``). Methods with a shared embedding space override it."""
         raise NotImplementedError(f"{type(self).__name__} does not define global embeddings")
 
+    #: fixed (low, high) range of :meth:`forward`'s raw maps, if they have one: a cosine map
+    #: spans (-1, 1), divided by tau (-1/tau, 1/tau); None when unbounded
+    raw_score_range: tuple[float, float] | None = None
+
     @property
     def score_range(self) -> tuple[float, float] | None:
         """Fixed (low, high) range of :meth:`evaluation_maps`, if it has one (SLAVC's absolute
-        prediction maps it to [0, 1]); a cosine map divided by tau spans (-1/tau, 1/tau)."""
-        return (0.0, 1.0) if self.object_guidance is not None else None
+        prediction maps it to [0, 1]); object guidance always gives [0, 1]."""
+        return (0.0, 1.0) if self.object_guidance is not None else self.raw_score_range
 
     @torch.no_grad()
     def evaluation_maps(self, image: Tensor, audio: Tensor, size: int | tuple[int, int] | None = None) -> Tensor:
@@ -68,7 +72,7 @@ class LocalizationMethod(L.LightningModule, ABC):
         size = tuple(image.shape[-2:]) if size is None else size
         maps = upsample(self(image, audio).float(), size, self.upsample_mode)
         if self.object_guidance is not None:
-            maps = self.object_guidance.refine(min_max(maps), image, self.upsample_mode)
+            maps = self.object_guidance.refine(maps, image, self.upsample_mode, self.raw_score_range)
         return maps
 
     @torch.no_grad()

@@ -76,9 +76,8 @@ class EZVSL(LocalizationMethod):
         return visual, F.normalize(self.audio_proj(pooled), dim=1)
 
     @property
-    def score_range(self) -> tuple[float, float]:
-        tau = self.criterion.tau
-        return (0.0, 1.0) if self.object_guidance is not None else (-1.0 / tau, 1.0 / tau)
+    def raw_score_range(self) -> tuple[float, float]:
+        return (-1.0 / self.criterion.tau, 1.0 / self.criterion.tau)
 
     def forward(self, image: Tensor, audio: Tensor) -> Tensor:
         """Own-pair cosine map / tau, (B, h, w) (EZ-VSL's Savl)."""

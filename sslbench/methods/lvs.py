@@ -66,9 +66,7 @@ class LVS(LocalizationMethod):
         audio_emb = F.normalize(self.audio_net(audio).flatten(2).amax(-1), dim=1)
         return visual, audio_emb
 
-    @property
-    def score_range(self) -> tuple[float, float]:
-        return (0.0, 1.0) if self.object_guidance is not None else (-1.0, 1.0)
+    raw_score_range = (-1.0, 1.0)  # cosine
 
     def forward(self, image: Tensor, audio: Tensor) -> Tensor:
         """Own-pair cosine map A (B, 14, 14 at 224), as LVS's test uses it."""

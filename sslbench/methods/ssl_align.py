@@ -102,6 +102,8 @@ class SSLAlign(LocalizationMethod):
             conceptual=conceptual_positives,
         )
 
+    raw_score_range = (-1.0, 1.0)  # cosine
+
     def embed(self, image: Tensor, audio: Tensor) -> tuple[Tensor, Tensor]:
         """(B, C, h, w) and (B, C) unit-norm features, as LVS."""
         visual = F.normalize(self.visual_net(image), dim=1)

@@ -111,6 +111,7 @@ class SSPL(LocalizationMethod):
                 rank_zero_warn("SSPL: a frozen encoder without pretrained weights cannot learn; the paper freezes pretrained ones")
 
     train_views = ViewSpec(second_image=True)
+    raw_score_range = (-1.0, 1.0)  # cosine
 
     def frozen_modules(self) -> list[nn.Module]:
         return [self.visual_net, self.vggish] if self.freeze_encoders else []
