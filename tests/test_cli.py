@@ -121,6 +121,10 @@ def test_knn_tables_feed_ssl_align_conceptual_positives(tmp_path, run_root):
           "--data.neighbours", str(tmp_path / "nn.npz")])
     metrics = next(tmp_path.rglob("metrics.csv")).read_text()
     assert "train/alignment" in metrics and "val/ciou@0.5" in metrics
+    checkpoint = str(next(tmp_path.rglob("*.ckpt")))  # the trained method's own embeddings, found by its class
+    main(["knn", "--config", str(config), "--image-encoder", checkpoint, "--audio-encoder", checkpoint, "--k", "3",
+          "--out", str(tmp_path / "nn_ckpt.npz")])
+    assert "ckpt" in NeighbourTables.load(tmp_path / "nn_ckpt.npz").source
 
 
 def test_top_k_is_the_brute_force_ranking():

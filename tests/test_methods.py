@@ -7,7 +7,7 @@ import torch
 
 from conftest import random_batch
 from sslbench.errors import WeightsUnavailableError
-from sslbench.methods import EZVSL, LVS, ObjectGuidance
+from sslbench.methods import EZVSL, LVS, SSPL, ObjectGuidance, SSLAlign
 from sslbench.nn.backbones import IMAGENET_FILE, ResNetTrunk, resnet18_trunk
 
 TINY = {"vision_weights": None, "backbone_width": 4}
@@ -100,18 +100,30 @@ def test_object_guidance_is_frozen_and_mixes_like_ezvsl(tmp_path):
     assert not optimised & {id(p) for p in ogl.parameters()}
 
 
-def test_checkpoint_round_trip(tmp_path: Path):
+@pytest.mark.parametrize(
+    "cls,kwargs,audio_shape",
+    [
+        (EZVSL, {"embed_dim": 16, "margin": -0.2, **TINY}, (1, 257, 200)),
+        (SSPL, {"vggish_weights": None, "projector_dim": 16, "predictor_dim": 4, "embed_dim": 8, **TINY}, (1, 96, 64)),
+        (SSLAlign, {"proj_dim": 8, "similarity": "paper", **TINY}, (1, 257, 200)),
+    ],
+)
+def test_checkpoint_round_trip(tmp_path: Path, cls, kwargs, audio_shape):
     import lightning as L
 
-    model = EZVSL(embed_dim=16, margin=-0.2, **TINY)
+    from sslbench.methods.base import load_method
+
+    model = cls(**kwargs)
     trainer = L.Trainer(logger=False, enable_checkpointing=False, max_epochs=0)
     trainer.strategy.connect(model)
     trainer.save_checkpoint(tmp_path / "m.ckpt")
-    loaded = EZVSL.load_from_checkpoint(tmp_path / "m.ckpt")
-    assert loaded.criterion.margin == -0.2
-    b = batch()
+    loaded = cls.load_from_checkpoint(tmp_path / "m.ckpt")
+    assert loaded.hparams == model.hparams
+    b = random_batch(audio_shape=audio_shape)
     model.eval(), loaded.eval()
     torch.testing.assert_close(model(b.image, b.audio), loaded(b.image, b.audio))
+    with pytest.raises(WeightsUnavailableError, match="does not record its method class"):
+        load_method(tmp_path / "m.ckpt")  # saved outside `sslbench fit`: no class path in it
 
 
 def test_object_guidance_normalisations_of_each_reference(tmp_path):
