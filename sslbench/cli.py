@@ -109,12 +109,12 @@ def user_error(err: BaseException) -> SSLBenchError | None:
 
 def main(args: list[str] | None = None) -> None:
     """Entry point; errors a user can fix are printed as one line (JSONARGPARSE_DEBUG=1 for tracebacks)."""
-    args = sys.argv[1:] if args is None else args
+    words = sys.argv[1:] if args is None else args
     try:
-        if args[:1] == ["knn"]:
+        if words[:1] == ["knn"]:
             from sslbench.knn import main as knn
 
-            return knn(args[1:])
+            return knn(words[1:])
         build_cli(args)
     except Exception as err:
         cause = user_error(err)

@@ -22,9 +22,16 @@ DEMO_CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "demo_synthe
 
 
 def run(args: list[str] | None = None) -> dict[str, float]:
+    return train_and_score(["--config", str(DEMO_CONFIG), *(args or [])])
+
+
+def train_and_score(cli_args: list[str], callbacks: list | None = None) -> dict[str, float]:
+    """Score the configured model on its first test set untrained, train it, score the epoch with
+    the best validation cIoU, then the same with every test image given another class's audio."""
     start = time.perf_counter()
-    cli = build_cli(["--config", str(DEMO_CONFIG), *(args or [])], run=False)
+    cli = build_cli(cli_args, run=False)
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
+    trainer.callbacks.extend(callbacks or [])
     evaluator = next(cb for cb in trainer.callbacks if isinstance(cb, LocalizationEvaluator))
 
     def score(phase: str, checkpoint: str | None = None) -> dict[str, float]:
@@ -38,6 +45,7 @@ def run(args: list[str] | None = None) -> dict[str, float]:
     trained = score("trained", best)
     data.swap_test_audio = True
     swapped = score("swapped", best)
+    data.swap_test_audio = False
     _close_wandb()
     return {
         "ciou@0.5": trained["ciou@0.5"],

@@ -146,6 +146,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--k", type=int, default=1000, help="neighbours per sample (the paper's best: 1000)")
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args(argv)
+    for path in args.config:
+        if not Path(path).is_file():
+            parser.error(f"config file not found: {path}")
     data = data_module_from_configs(args.config)
     image, audio, order = embed_training_set(data, make_encoders(args.image_encoder, args.audio_encoder), args.batch_size)
     ids = [data.train_set.sample_ids[i] for i in order]

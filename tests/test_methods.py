@@ -7,7 +7,7 @@ import torch
 
 from conftest import random_batch
 from sslbench.errors import WeightsUnavailableError
-from sslbench.methods import EZVSL, LVS, SSPL, ObjectGuidance, SSLAlign
+from sslbench.methods import EZVSL, ICL, LVS, SSPL, ObjectGuidance, SSLAlign
 from sslbench.nn.backbones import IMAGENET_FILE, ResNetTrunk, resnet18_trunk
 
 TINY = {"vision_weights": None, "backbone_width": 4}
@@ -106,6 +106,7 @@ def test_object_guidance_is_frozen_and_mixes_like_ezvsl(tmp_path):
         (EZVSL, {"embed_dim": 16, "margin": -0.2, **TINY}, (1, 257, 200)),
         (SSPL, {"vggish_weights": None, "projector_dim": 16, "predictor_dim": 4, "embed_dim": 8, **TINY}, (1, 96, 64)),
         (SSLAlign, {"proj_dim": 8, "similarity": "paper", **TINY}, (1, 257, 200)),
+        (ICL, {"delta_v": 0.3, "iterative_epoch": 1, **TINY}, (1, 51, 64)),
     ],
 )
 def test_checkpoint_round_trip(tmp_path: Path, cls, kwargs, audio_shape):

@@ -124,3 +124,16 @@ def test_vggish_weights_by_key_and_a_wrong_file_names_the_keys(tmp_path):
     torch.save({"features.0.weight": torch.zeros(64, 1, 3, 3)}, tmp_path / "bad.pth")
     with pytest.raises(WeightsUnavailableError, match=r"17 keys missing \['embeddings.0.bias'"):
         VGGish(64, str(tmp_path / "bad.pth"))
+
+
+def test_synthetic_encoder_stand_ins_load_into_sspl(tmp_path):
+    from sslbench.bench.encoders import pretrain
+
+    paths = pretrain(width=2, image_size=32, samples=64, epochs=1, out=str(tmp_path))
+    model = SSPL(vision_weights=str(paths["vision"]), vggish_weights=str(paths["vggish"]), backbone_width=2,
+                 projector_dim=8, predictor_dim=4, embed_dim=4)
+    saved = torch.load(paths["vggish"], weights_only=True)
+    torch.testing.assert_close(model.vggish.state_dict()["features.0.weight"], saved["features.0.weight"])
+    assert not any(p.requires_grad for p in model.vggish.parameters())
+    with pytest.raises(WeightsUnavailableError, match="wrong shape"):
+        SSPL(vision_weights=None, vggish_weights=str(paths["vggish"]), backbone_width=4)

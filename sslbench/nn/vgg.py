@@ -2,7 +2,8 @@
 
 Module names and indices follow torchvision's ``vgg16().features`` and torchvggish's ``VGGish``
 (``features.*``, ``embeddings.*``), so their released weights load by key. ``width`` < 64 scales
-every layer down for tests and CPU runs; only width 64 takes released weights.
+every layer down for tests and CPU runs; weights load at any width whose shapes they fit (the
+released ones at 64, ``sslbench.bench.encoders``' synthetic stand-ins at 8).
 """
 
 from __future__ import annotations
@@ -67,8 +68,6 @@ class VGG16Conv53(nn.Module):
         self.features = _vgg_layers(VGG16_CONFIG, 3, width / 64)[:29]
         self.out_channels = self.features[28].out_channels
         if weights is not None:
-            if width != 64:
-                raise ValueError(f"pretrained VGG16 weights need width 64, got {width}")
             load_matching(self, _vgg16_state(weights), "VGG16")
 
     def forward(self, image: Tensor) -> Tensor:
@@ -108,8 +107,6 @@ class VGGish(nn.Module):
             nn.Linear(hidden, 128), nn.ReLU(True),
         )
         if weights is not None:
-            if width != 64:
-                raise ValueError(f"pretrained VGGish weights need width 64, got {width}")
             load_matching(self, read_state_dict(weights, VGGISH_FILE, "VGGish"), "VGGish")
 
     def forward(self, examples: Tensor) -> Tensor:

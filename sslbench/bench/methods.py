@@ -1,0 +1,158 @@
+"""``make bench-methods``: every method trained on synthetic scenes with one budget, one table.
+
+Each method runs in its own process (so peak memory is its own) through the CLI objects, with
+``experiments/synthetic/base.yaml`` plus its ``experiments/synthetic/<method>.yaml``: scored untrained,
+trained (the epoch with the best validation cIoU), and with every test image given the audio of
+another class. Training throughput counts training batches only (no validation), from the second
+epoch on when there is one (the first renders the cached scenes).
+
+    python -m sslbench.bench.methods [--methods LVS SSPL ...] [--epochs 8] [--out runs/bench_methods]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from lightning.pytorch.callbacks import Callback
+
+REPO = Path(__file__).resolve().parents[2]
+SYNTHETIC = REPO / "experiments" / "synthetic"
+
+#: name -> the configuration on top of the shared base
+METHODS: dict[str, list[str]] = {
+    "LVS": ["--config", str(SYNTHETIC / "lvs.yaml")],
+    "EZ-VSL": ["--config", str(SYNTHETIC / "ezvsl.yaml")],
+    "EZ-VSL margin -0.2": ["--config", str(SYNTHETIC / "ezvsl_margin.yaml")],
+    "SSPL": ["--config", str(SYNTHETIC / "sspl.yaml")],
+    "SSPL w/o PCM": ["--config", str(SYNTHETIC / "sspl.yaml"), "--model.use_pcm", "false"],
+    "SSL-Align": ["--config", str(SYNTHETIC / "ssl_align.yaml")],
+    "ICL": ["--config", str(SYNTHETIC / "icl.yaml")],
+}
+COLUMNS = ("ciou@0.5", "auc", "untrained_ciou@0.5", "swapped_audio_ciou@0.5", "samples_per_second", "peak_memory_mb", "seconds")
+
+
+class TrainingThroughput(Callback):
+    """Samples per second over training batches, epoch by epoch (validation excluded)."""
+
+    def __init__(self):
+        self.epochs: list[tuple[int, float]] = []
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._start, self._samples, self._last = time.perf_counter(), 0, None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._samples += len(batch) if batch is not None else 0
+        self._last = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if self._last is not None:
+            self.epochs.append((self._samples, self._last - self._start))
+
+    @property
+    def samples_per_second(self) -> float:
+        steady = self.epochs[1:] or self.epochs
+        return sum(n for n, _ in steady) / max(sum(s for _, s in steady), 1e-9)
+
+
+def neighbour_tables(out: Path) -> Path:
+    """SSL-Align's conceptual neighbours of the synthetic training list, from weight-free encoders."""
+    path = REPO / "runs" / "neighbours_synthetic.npz"
+    if not path.is_file():
+        from sslbench.knn import main as knn
+
+        knn(["--config", str(SYNTHETIC / "base.yaml"), "--image-encoder", "colour", "--audio-encoder", "spectrum",
+             "--k", "30", "--out", str(path)])
+    return path
+
+
+def synthetic_encoders() -> list[str]:
+    """SSPL's frozen VGG16 and VGGish, pretrained with labels on a disjoint synthetic world."""
+    folder = REPO / "runs" / "synthetic_encoders"
+    if not (folder / "vggish_w8.pth").is_file():
+        from sslbench.bench.encoders import pretrain
+
+        pretrain(width=8, out=str(folder))
+    return ["--model.vision_weights", str(folder / "vgg16_w8.pth"), "--model.vggish_weights", str(folder / "vggish_w8.pth")]
+
+
+def run_one(name: str, epochs: int, out: Path) -> dict[str, float]:
+    """Train and score one method in this process."""
+    from sslbench.demo import train_and_score
+
+    meter = TrainingThroughput()
+    folder = out / name.replace(" ", "_").replace("/", "")
+    args = [
+        "--config", str(SYNTHETIC / "base.yaml"), *METHODS[name],
+        "--trainer.max_epochs", str(epochs),
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.default_root_dir", str(folder),
+        "--trainer.logger", "CSVLogger", "--trainer.logger.save_dir", str(folder),
+    ]
+    if name == "SSL-Align":
+        args += ["--data.neighbours", str(neighbour_tables(out))]
+    if name.startswith("SSPL"):
+        args += synthetic_encoders()
+    result = train_and_score(args, callbacks=[meter])
+    result["samples_per_second"] = meter.samples_per_second
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    if torch.cuda.is_available():
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    result["peak_memory_mb"] = peak
+    return result
+
+
+def table(results: dict[str, dict[str, float]]) -> str:
+    lines = [
+        "| method | cIoU@0.5 | AUC | untrained cIoU@0.5 | swapped-audio cIoU@0.5 | train samples/s | peak memory (MB) | seconds |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, r in results.items():
+        lines.append(
+            f"| {name} | {r['ciou@0.5']:.3f} | {r['auc']:.3f} | {r['untrained_ciou@0.5']:.3f} | "
+            f"{r['swapped_audio_ciou@0.5']:.3f} | {r['samples_per_second']:.0f} | {r['peak_memory_mb']:.0f} | {r['seconds']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), metavar="NAME")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--out", default=str(REPO / "runs" / "bench_methods"))
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one method, print its JSON
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    if args.one:
+        print("RESULT " + json.dumps(run_one(args.one, args.epochs, out)), flush=True)
+        return
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    results = {}
+    for name in args.methods:
+        print(f"bench-methods: training {name} ...", file=sys.stderr, flush=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "sslbench.bench.methods", "--one", name, "--epochs", str(args.epochs), "--out", str(out)],
+            capture_output=True, text=True,
+        )
+        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+        if proc.returncode != 0 or line is None:
+            print(proc.stderr[-3000:], file=sys.stderr)
+            raise SystemExit(f"bench-methods: {name} failed (exit {proc.returncode})")
+        results[name] = json.loads(line.removeprefix("RESULT "))
+        print(table({name: results[name]}).splitlines()[-1], file=sys.stderr, flush=True)
+    text = table(results)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table.md").write_text(text + "\n")
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
