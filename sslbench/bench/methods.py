@@ -7,6 +7,8 @@ another class. Training throughput counts training batches only (no validation),
 epoch on when there is one (the first renders the cached scenes).
 
     python -m sslbench.bench.methods [--methods LVS SSPL ...] [--epochs 8] [--out runs/bench_methods]
+
+Results accumulate in ``<out>/results.json``: rerunning some methods replaces only their rows.
 """
 
 from __future__ import annotations
@@ -134,7 +136,8 @@ def main(argv: list[str] | None = None) -> None:
         print("RESULT " + json.dumps(run_one(args.one, args.epochs, out)), flush=True)
         return
     os.environ.setdefault("WANDB_MODE", "disabled")
-    results = {}
+    saved = out / "results.json"  # a partial rerun (--methods ...) updates its rows of the table
+    results = json.loads(saved.read_text()) if saved.is_file() else {}
     for name in args.methods:
         print(f"bench-methods: training {name} ...", file=sys.stderr, flush=True)
         proc = subprocess.run(
@@ -147,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"bench-methods: {name} failed (exit {proc.returncode})")
         results[name] = json.loads(line.removeprefix("RESULT "))
         print(table({name: results[name]}).splitlines()[-1], file=sys.stderr, flush=True)
-    text = table(results)
+    text = table({name: results[name] for name in METHODS if name in results})
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(text + "\n")
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
