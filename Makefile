@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export WANDB_SILENT := true
 
-.PHONY: help venv test test-slow test-all demo bench bench-eval bench-methods lock clean
+.PHONY: help venv test test-slow test-all demo bench bench-eval bench-methods bench-ioi lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,10 +31,13 @@ test-all: $(STAMP)  ## everything
 demo: $(STAMP)  ## train EZ-VSL (margin -0.2) on synthetic scenes on the CPU, test it, print one line
 	$(BIN)/python -m sslbench.demo
 
-bench: bench-eval bench-methods  ## every benchmark (prints numbers; nothing is timed inside the tests)
+bench: bench-eval bench-ioi bench-methods  ## every benchmark (prints numbers; nothing is timed inside the tests)
 
 bench-eval: $(STAMP)  ## 5,158 maps under every protocol: batched torch vs a per-sample numpy loop (CPU, and GPU if any)
 	$(BIN)/python -m sslbench.bench.eval
+
+bench-ioi: $(STAMP)  ## one IOI step on a batch of 128: batched vs one sample at a time (CPU, and GPU if any)
+	$(BIN)/python -m sslbench.bench.ioi
 
 bench-methods: $(STAMP)  ## train every method on synthetic scenes with one CPU budget; one table (about 40 min on 2 cores)
 	$(BIN)/python -m sslbench.bench.methods

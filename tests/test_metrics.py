@@ -91,3 +91,17 @@ def test_multi_source_and_segmentation_metrics_ignore_autocast_and_padding():
         seg_half.update(frames.bfloat16(), masks, torch.arange(5), torch.tensor([0, 0, 1, 1, 1]))
     a, b = seg_plain.compute(), seg_half.compute()
     assert a["miou"].item() == b["miou"].item() and a["fscore"].item() == b["fscore"].item() and a["videos"].item() == 2
+
+
+def test_count_accuracy_uses_the_number_of_sources_when_known():
+    from sslbench.eval.metrics import MultiSourceMetrics
+
+    gt = torch.zeros(2, 1, 8, 8)
+    gt[:, 0, :4, :4] = 1
+    maps = [torch.randn(2, 8, 8), torch.randn(1, 8, 8)]  # two objects found, then one
+    by_frames, by_sources = MultiSourceMetrics(), MultiSourceMetrics()
+    by_frames.update(maps, gt, torch.arange(2))
+    by_sources.update(maps, gt, torch.arange(2), torch.tensor([2, 2]))  # duets: two sources in one frame
+    assert by_frames.compute()["count_accuracy"].item() == 0.5  # n_i == K = 1: only the second
+    assert by_sources.compute()["count_accuracy"].item() == 0.5  # n_i == 2: only the first
+    assert by_sources.compute()["per_sample"]["count_correct"].tolist() == [True, False]

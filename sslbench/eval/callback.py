@@ -140,7 +140,9 @@ class LocalizationEvaluator(Callback):
 
     def _feed(self, metric, kind: str, maps, batch: AVBatch) -> None:
         if kind == "multi":
-            metric.update(maps, batch.gt_frames, batch.index)
+            known = len(batch.boxes) == len(batch) and all(len(b) for b in batch.boxes)
+            sources = torch.tensor([len(b) for b in batch.boxes]) if known else None
+            metric.update(maps, batch.gt_frames, batch.index, sources)
         elif kind == "segmentation":
             metric.update(maps, batch.gt_map, batch.index, batch.group)
         else:

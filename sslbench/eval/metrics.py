@@ -118,8 +118,10 @@ class MultiSourceMetrics(_PerSample):
     """Multi-source scores: the IOI protocol (``ioi``: CAP, PIAP, cIoU@0.5/0.3, AUC, count accuracy)
     or AVGN's per-source evaluation (``avgn``).
 
-    ``update(object_maps, gt_frames, index)``: per sample a (n_i, K*H, W) tensor of object maps
-    (``ioi``; AVGN uses the first map, one per sample) and (N, K, H, W) binary gt frames.
+    ``update(object_maps, gt_frames, index, n_sources=None)``: per sample a (n_i, K*H, W) tensor of
+    object maps (``ioi``; AVGN uses the first map, one per sample) and (N, K, H, W) binary gt frames.
+    ``count_accuracy`` compares n_i with ``n_sources`` (N,) when given (a duet in one frame holds two
+    sources), else with K, as the reference does for its one-source-per-frame stacks.
     Entries are keyed by (sample index, position), so padded duplicates are dropped exactly.
     """
 
@@ -133,7 +135,7 @@ class MultiSourceMetrics(_PerSample):
         for name in ("entry_key", "iou", "cap"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
-    def update(self, object_maps: list[Tensor], gt_frames: Tensor, index: Tensor) -> None:
+    def update(self, object_maps: list[Tensor], gt_frames: Tensor, index: Tensor, n_sources: Tensor | None = None) -> None:
         with torch.autocast(gt_frames.device.type, enabled=False):
             index = index.long()
             if self.family == "avgn":
@@ -143,6 +145,9 @@ class MultiSourceMetrics(_PerSample):
                              avgn_ciou=scores["ciou"], avgn_piap=scores["piap"])
                 return
             scores = multi_source_scores([m.float() for m in object_maps], list(gt_frames.float()))
+            if n_sources is not None:
+                found = torch.tensor([m.shape[0] for m in object_maps])
+                scores["count_correct"] = found == n_sources.cpu()
         samples = scores["entry_sample"].to(index.device)
         position = torch.arange(len(samples), device=index.device)
         if len(samples):  # position within the sample: the entry's rank among its sample's entries

@@ -1,0 +1,134 @@
+"""Iterative object identification and object clustering (Kim et al., CVPR 2024, Sec. 3.3-3.4 and
+Algorithm 1; reference ``model.py`` as read in methods.md 7).
+
+The identification loop runs batched: every iteration handles all samples at once, finished
+samples are masked, and the loop ends when every sample has finished (at most h * w iterations,
+since each one either claims a new cell or finishes its sample). Only the union-find clustering,
+whose work depends on each sample's bank, runs per sample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+FORMS = ("code", "paper")
+
+
+@dataclass
+class Identification:
+    """What the IOI loop found, padded to T iterations.
+
+    Attributes:
+        bank: (B, T, C) sound-associated cell vectors E_p, zero after a sample finished.
+        maps: (B, T, h, w) each iteration's foreground map (-R_p for the code form, R_p for the paper's).
+        valid: (B, T) whether iteration t ran for sample b.
+        negative: (B, C) the negative cell vector E_n.
+    """
+
+    bank: Tensor
+    maps: Tensor
+    valid: Tensor
+    negative: Tensor
+
+
+def identify_objects(
+    features: Tensor, sim: Tensor, background: Tensor, form: str = "code", stop_threshold: float = 0.1
+) -> Identification:
+    """Algorithm 1 on a batch.
+
+    Args:
+        features: (B, C, h, w) sound-associated features F^_v = F_v * S_v.
+        sim: (B, h, w) sound-associated map S_v (own-pair cosine).
+        background: (B, h, w) background weights (the trimap Neg); E_n = mean over all cells of F^_v * Neg.
+        form: ``"code"`` (a cell joins the object when its L2 distance to E_p is below its distance
+            to E_n) or ``"paper"`` (inner product with E_p above that with E_n).
+        stop_threshold: a sample finishes when max(remaining S_v) falls below it (the code's 0.1),
+            or when an iteration claims no new cell.
+    """
+    if form not in FORMS:
+        raise ValueError(f"unknown IOI form {form!r}; choose one of {FORMS}")
+    b, c, h, w = features.shape
+    cells = features.flatten(2)  # (B, C, P): every product below is a batched matrix-vector product
+    negative = torch.einsum("bcp,bp->bc", cells, background.flatten(1)) / cells.shape[-1]  # mean over all P cells
+    remaining = sim.flatten(1).clone()
+    assigned = torch.zeros_like(remaining, dtype=torch.bool)
+    active = remaining.amax(1) >= stop_threshold  # "while max(S_v) > eps": no sounding cell, no iteration
+    # distances from one matrix-vector product per iteration, ||x - y||^2 = ||x||^2 + ||y||^2 - 2 x.y,
+    # instead of materialising (B, P, C) differences: the loop then costs one pass over the cells
+    squared = torch.einsum("bcp,bcp->bp", cells, cells)
+
+    def squared_distance(vector: Tensor) -> Tensor:
+        return (squared + vector.square().sum(-1, keepdim=True) - 2 * torch.einsum("bcp,bc->bp", cells, vector)).clamp(min=0)
+
+    to_negative = squared_distance(negative) if form == "code" else torch.einsum("bcp,bc->bp", cells, negative)
+    bank, maps, valid = [], [], []
+    rows = torch.arange(b, device=features.device)
+    while bool(active.any()) and len(bank) < h * w:
+        anchor = cells[rows, :, remaining.argmax(1)]  # (B, C): the highest remaining cell of each sample
+        if form == "code":
+            to_anchor = squared_distance(anchor)
+            region = to_anchor < to_negative  # R_p < R_n, compared squared
+            score = -to_anchor.sqrt()  # -R_p
+        else:
+            score = torch.einsum("bcp,bc->bp", cells, anchor)  # R_p
+            region = score > to_negative
+        new = region & ~assigned & active[:, None]
+        bank.append(anchor * active[:, None])
+        maps.append(score * active[:, None])
+        valid.append(active.clone())
+        remaining = remaining.masked_fill(new, 0.0)
+        assigned |= new
+        finished = ~new.any(1) | (remaining.amax(1) < stop_threshold)
+        active = active & ~finished  # a new tensor: earlier iterations saved the old mask for backward
+    if not bank:
+        return Identification(cells.new_zeros(b, 0, c), cells.new_zeros(b, 0, h, w), active.new_zeros(b, 0), negative)
+    return Identification(
+        torch.stack(bank, 1), torch.stack(maps, 1).view(b, len(maps), h, w), torch.stack(valid, 1), negative
+    )
+
+
+def find_root(parent: list[int], i: int) -> int:
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]  # path compression (halving)
+        i = parent[i]
+    return i
+
+
+def cluster_bank(bank: Tensor, negative: Tensor, tau1: float = 0.7, tau2: float = 0.6, form: str = "code") -> tuple[list[list[int]], list[int], list[bool]]:
+    """Group one sample's bank (T, C) into objects.
+
+    Entries with cos(E_n, E_t) > tau1 are background. Pairs (t, k < t) with cos > tau2 are joined
+    by union-find, the earlier entry's root absorbing the later one's. The code form joins a
+    foreground entry with any earlier entry, background included (its k loop does not skip them);
+    the paper's removes background entries first.
+
+    Returns ``(groups, roots, is_background)``: each group's foreground members in bank order and
+    its union-find root (the OSC anchor, which the code form may take from a background entry).
+    """
+    t = bank.shape[0]
+    if t == 0:
+        return [], [], []
+    unit = F.normalize(bank.float(), dim=1)
+    is_background = (unit @ F.normalize(negative.float(), dim=0) > tau1).tolist()
+    similar = (unit @ unit.T > tau2).tolist()
+    parent = list(range(t))
+    for i in range(t):
+        if is_background[i]:
+            continue
+        for k in range(i):
+            if form == "paper" and is_background[k]:
+                continue
+            if similar[i][k]:
+                root_i, root_k = find_root(parent, i), find_root(parent, k)
+                if root_i != root_k:
+                    parent[root_i] = root_k
+    groups: dict[int, list[int]] = {}
+    for i in range(t):
+        if not is_background[i]:
+            groups.setdefault(find_root(parent, i), []).append(i)
+    roots = list(groups)
+    return [groups[r] for r in roots], roots, is_background
