@@ -137,3 +137,37 @@ def test_top_k_is_the_brute_force_ranking():
     for i in range(30):
         sims = [(float(c[i] @ c[j]), j) for j in range(30) if j != i]
         assert got[i].tolist() == [j for _, j in sorted(sims, reverse=True)[:4]]
+
+
+def test_ioi_on_synthetic_duets_end_to_end(tmp_path, run_root):
+    """fit, then `sslbench test` on a duet set: CAP, PIAP, cIoU@0.3, AUC and count accuracy logged
+    and written, the count checked against the two annotated sources of each duet."""
+    tiny_ioi = ["--model", "IOI", "--model.vision_weights", "null", "--model.freeze_vision", "false", "--model.backbone_width", "4"]
+    duets = ["--data.train", "SyntheticScenes", "--data.train.num_samples", "16", "--data.train.mode", "duet",
+             "--data.test", '[{"class_path": "SyntheticScenes", "init_args": {"num_samples": 6, "mode": "duet"}}]',
+             "--data.image_size", "96", "--data.batch_size", "8", "--data.num_workers", "0"]
+    main(["fit", *tiny_ioi, *duets, "--trainer.max_epochs", "1", "--trainer.log_every_n_steps", "1", *run_root])
+    ckpt = run_files(tmp_path, "*.ckpt")[-1]
+    main(["test", *tiny_ioi, *duets, "--ckpt_path", str(ckpt), *run_root])
+    summary = json.loads(run_files(tmp_path, "test_synthetic_duet.json")[-1].read_text())
+    assert summary["kind"] == "multi" and summary["protocol"] == "ioi" and summary["n"] == 6
+    for key in ("cap", "piap", "ciou@0.3", "auc", "count_accuracy"):
+        assert key in summary, key
+    rows = list(csv.DictReader(open(run_files(tmp_path, "test_synthetic_duet.csv")[-1])))
+    assert len(rows) == 6
+    metrics = run_files(tmp_path, "metrics.csv")[-1].read_text()
+    assert "test/synthetic_duet/cap" in metrics and "train/osc" in run_files(tmp_path, "metrics.csv")[0].read_text()
+
+
+EXPERIMENTS = sorted(p for p in (REPO / "experiments").rglob("*.yaml") if p.parent.name != "trainer" and p.name not in ("ogl.yaml", "base.yaml"))
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: str(p.relative_to(REPO / "experiments")))
+def test_every_experiment_config_parses(path, capsys):
+    """A broken key in any experiment file fails here, not in a user's first run."""
+    base = ["--config", str(REPO / "experiments" / "synthetic" / "base.yaml")] if path.parent.name == "synthetic" else []
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *base, "--config", str(path), "--print_config"])
+    assert exit_info.value.code == 0
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["model"]["class_path"].startswith("sslbench.methods.")

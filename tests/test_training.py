@@ -1,5 +1,5 @@
-"""Every method's synthetic configuration trains end to end and ends above its untrained self
-(make test-slow; make bench-methods runs the full budget and prints the table)."""
+"""Every method's synthetic configuration trains end to end with the bench's budget and ends above
+its untrained self (make test-slow, about 20 minutes; make bench-methods prints the full table)."""
 
 import pytest
 
