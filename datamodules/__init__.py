@@ -4,6 +4,7 @@ from datamodules.base import AVDataset
 from datamodules.batch import AVBatch, collate
 from datamodules.datamodule import AudioVisualDataModule, SwappedAudio
 from datamodules.folder import FlickrSoundNet, FramesAudioFolder, VGGSound, VGGSS
+from datamodules.mixtures import StackedMixture
 from datamodules.synthetic import SyntheticScenes
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "AudioVisualDataModule",
     "FlickrSoundNet",
     "FramesAudioFolder",
+    "StackedMixture",
     "SwappedAudio",
     "SyntheticScenes",
     "VGGSS",

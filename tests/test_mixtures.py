@@ -1,0 +1,33 @@
+"""StackedMixture: K single-source samples per mixture, one gt frame per source."""
+
+import pytest
+import torch
+
+from datamodules.mixtures import StackedMixture
+from datamodules.synthetic import SyntheticScenes
+from sslbench.audio import get_preset
+
+
+def test_frames_stack_vertically_with_one_gt_frame_per_source():
+    base = SyntheticScenes("test", 6)
+    mix = StackedMixture(base, sources=2)
+    mix.configure(image_size=32, audio=get_preset("quick"), train=False, eval_size=32)
+    assert len(mix) == 3 and mix.partners(1) == [1, 4] and mix.evaluation == "multi"
+    sample, first, second = mix[1], base[1], base[4]
+    assert sample["image"].shape == (3, 64, 32)
+    torch.testing.assert_close(sample["image"][:, 32:], second["image"])
+    torch.testing.assert_close(sample["waveform"], (first["waveform"] + second["waveform"]) / 2)
+    assert sample["gt_frames"].shape == (2, 32, 32)
+    torch.testing.assert_close(sample["gt_frames"][0], (first["gt_map"] > 0).float())
+    assert sample["sample_id"] == "test_000001+test_000004" == mix.sample_ids[1]
+    y = sample["boxes"][:, 1::2]  # the second source's box sits in the lower half
+    assert (y[0] <= 0.5).all() and (y[-1] >= 0.5).all() and len(sample["boxes"]) == 2
+
+
+def test_training_mixtures_carry_no_ground_truth_and_bad_sizes_fail():
+    base = SyntheticScenes("train", 4)
+    mix = StackedMixture(base, sources=2)
+    mix.configure(image_size=32, audio=get_preset("quick"), train=True)
+    assert "gt_frames" not in mix[0]
+    with pytest.raises(ValueError, match="fewer than the 3"):
+        StackedMixture(SyntheticScenes("test", 2), sources=3)
