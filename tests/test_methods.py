@@ -149,3 +149,12 @@ def test_object_guidance_normalisations_of_each_reference(tmp_path):
         ObjectGuidance(weights=str(path), normalization="zscore")
     with pytest.raises(ValueError, match="fixed range"):
         fixed.refine(raw, b.image, model.upsample_mode, None)
+
+
+def test_trunk_weights_of_another_width_load_where_they_fit(tmp_path):
+    narrow = ResNetTrunk(3, 8, 2)
+    torch.save(narrow.state_dict(), tmp_path / "r18_w8.pth")
+    model = EZVSL(embed_dim=16, backbone_width=8, vision_weights=str(tmp_path / "r18_w8.pth"))
+    assert torch.equal(model.visual_net.layer3[0].conv2.weight, narrow.layer3[0].conv2.weight)
+    with pytest.raises(WeightsUnavailableError, match="width 4"):
+        EZVSL(embed_dim=16, backbone_width=4, vision_weights=str(tmp_path / "r18_w8.pth"))

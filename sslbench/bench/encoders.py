@@ -1,13 +1,12 @@
 """Synthetic stand-ins for the labelled pretraining some methods start from.
 
-SSPL freezes an ImageNet VGG16 and an AudioSet VGGish: its negative-free objective never asks the
-attention to follow the audio, so without encoders that already know objects and sounds it has
-nothing to build on. No such weights can be downloaded here; this trains the same two networks
-(any width) with labels on a *disjoint* synthetic world (another seed: other scenes, the same
-classes, as ImageNet covers Flickr's objects) and saves them as weight files the methods load
-like the released ones:
+SSPL freezes an ImageNet VGG16 and an AudioSet VGGish, and NoPrior (IOI) an ImageNet ResNet-18.
+No such weights can be downloaded here; this trains the same networks (any width) with labels on
+a *disjoint* synthetic world (another seed: other scenes, the same classes, as ImageNet covers
+Flickr's objects) and saves them as weight files the methods load like the released ones:
 
-- VGG16 conv5_3 + a linear probe: which classes are visible (multi-label, BCE);
+- VGG16 conv5_3 and a torchvision-layout ResNet-18, each with a linear probe: which classes are
+  visible (multi-label, BCE);
 - VGGish + a linear probe: which class sounds (cross-entropy).
 
     python -m sslbench.bench.encoders --width 8 --out runs/synthetic_encoders
@@ -27,6 +26,7 @@ from torch.utils.data import DataLoader
 from datamodules.batch import collate
 from datamodules.synthetic import SyntheticScenes
 from sslbench.audio import build_frontend, get_preset
+from sslbench.nn.backbones import ResNetTrunk
 from sslbench.nn.vgg import VGG16Conv53, VGGish
 
 PRETRAIN_SEED = 1000  # the sslbench default scenes use seed 0
@@ -47,9 +47,11 @@ def pretrain(width: int = 8, image_size: int = 128, samples: int = 3000, epochs:
     preset = get_preset(audio_preset)
     data.configure(image_size=image_size, audio=preset, train=True)
     frontend = build_frontend(preset)
-    vision, audio = VGG16Conv53(width), VGGish(width)
-    vision_probe, audio_probe = nn.Linear(vision.out_channels, data.num_classes), nn.Linear(128, data.num_classes)
-    params = [*vision.parameters(), *audio.parameters(), *vision_probe.parameters(), *audio_probe.parameters()]
+    vision, resnet, audio = VGG16Conv53(width), ResNetTrunk(3, width, 2), VGGish(width)
+    vision_probe, resnet_probe = nn.Linear(vision.out_channels, data.num_classes), nn.Linear(resnet.out_channels, data.num_classes)
+    audio_probe = nn.Linear(128, data.num_classes)
+    modules = (vision, resnet, audio, vision_probe, resnet_probe, audio_probe)
+    params = [p for m in modules for p in m.parameters()]
     optimizer = torch.optim.Adam(params, lr=lr)
     loader = DataLoader(data, batch_size=64, shuffle=True, collate_fn=collate, drop_last=True)
     for epoch in range(epochs):
@@ -58,8 +60,10 @@ def pretrain(width: int = 8, image_size: int = 128, samples: int = 3000, epochs:
             targets = torch.stack([visible_classes(data, i) for i in batch.index.tolist()])
             examples = frontend(batch.waveform)
             image_logits = vision_probe(vision(batch.image).amax((-2, -1)))
+            resnet_logits = resnet_probe(resnet(batch.image).amax((-2, -1)))
             audio_logits = audio_probe(audio(examples.flatten(0, 1).unsqueeze(1)).view(len(batch), -1, 128).mean(1))
-            loss = F.binary_cross_entropy_with_logits(image_logits, targets) + F.cross_entropy(audio_logits, batch.class_id)
+            loss = (F.binary_cross_entropy_with_logits(image_logits, targets) + F.binary_cross_entropy_with_logits(resnet_logits, targets)
+                    + F.cross_entropy(audio_logits, batch.class_id))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -68,9 +72,10 @@ def pretrain(width: int = 8, image_size: int = 128, samples: int = 3000, epochs:
         print(f"encoders: epoch {epoch}: loss {loss.item():.3f}, sound-class accuracy {correct / seen:.2f}", file=sys.stderr, flush=True)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {"vision": folder / f"vgg16_w{width}.pth", "vggish": folder / f"vggish_w{width}.pth"}
+    paths = {"vision": folder / f"vgg16_w{width}.pth", "vggish": folder / f"vggish_w{width}.pth", "resnet18": folder / f"resnet18_w{width}.pth"}
     torch.save(vision.state_dict(), paths["vision"])
     torch.save(audio.state_dict(), paths["vggish"])
+    torch.save(resnet.state_dict(), paths["resnet18"])
     return paths
 
 
@@ -82,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="runs/synthetic_encoders")
     args = parser.parse_args(argv)
     paths = pretrain(args.width, samples=args.samples, epochs=args.epochs, out=args.out)
-    print(f"encoders: wrote {paths['vision']} and {paths['vggish']}", file=sys.stderr)
+    print(f"encoders: wrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
 
 
 if __name__ == "__main__":

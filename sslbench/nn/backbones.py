@@ -4,7 +4,8 @@
 - ``layer4_stride=1``: the "LVS-style" ResNet-18 (224 -> 14 x 14; LVS, SSL-Align, ICL).
 
 Module names follow torchvision, so ImageNet weights and reference checkpoints load by key.
-``width`` < 64 builds a narrow trunk for tests and CPU demos; only width 64 takes ImageNet weights.
+``width`` < 64 builds a narrow trunk for tests and CPU demos; ImageNet weights fit width 64, and
+weights of another width load where every shape fits (``sslbench.bench.encoders``' stand-ins).
 """
 
 from __future__ import annotations
@@ -87,13 +88,15 @@ def load_trunk_weights(trunk: ResNetTrunk, weights: str | None) -> ResNetTrunk:
             raise WeightsUnavailableError(f"backbone weights file not found: {path}")
         state = torch.load(path, map_location="cpu", weights_only=True)
         state = state.get("state_dict", state)
-    if trunk.width != 64:
-        raise ValueError(f"pretrained ResNet-18 weights need width 64, this trunk has width {trunk.width}")
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     if trunk.conv1.in_channels != state["conv1.weight"].shape[1]:
         raise ValueError(
             f"weights expect {state['conv1.weight'].shape[1]} input channels, trunk has {trunk.conv1.in_channels}"
         )
+    own = trunk.state_dict()  # ImageNet weights fit width 64; the synthetic stand-ins their own width
+    wrong = sorted(k for k in own if k in state and state[k].shape != own[k].shape)
+    if wrong:
+        raise WeightsUnavailableError(f"weights do not fit this ResNet-18 trunk (width {trunk.width}): wrong shapes for {wrong[:6]}")
     missing, unexpected = trunk.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise WeightsUnavailableError(
