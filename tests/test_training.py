@@ -18,12 +18,20 @@ SHORT = [
 # audio-independent map (bench-methods: trained 0.08, untrained 0.12, swapped audio 0.09), even with
 # labelled-pretrained frozen encoders. Without PCM it beats its untrained self (0.17 vs 0.05) but not
 # by listening (swapped audio 0.17). Kept visible here until that is understood, not hidden.
-SSPL_FINDING = pytest.mark.xfail(reason="SSPL does not beat its untrained self on synthetic scenes; see the comment above")
+SSPL_FINDING = pytest.mark.xfail(reason="SSPL does not reliably beat its untrained self on synthetic scenes (it lands on either side); see above")
+
+
+@pytest.fixture(scope="module")
+def synthetic_encoders(tmp_path_factory):
+    """SSPL's frozen VGG16 / VGGish stand-ins, pretrained once for both SSPL rows."""
+    from sslbench.bench.encoders import pretrain
+
+    return pretrain(width=8, out=str(tmp_path_factory.mktemp("encoders")))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [pytest.param(n, marks=SSPL_FINDING) if n == "SSPL" else n for n in METHODS])
-def test_short_synthetic_training_beats_the_untrained_model(name, tmp_path, monkeypatch):
+def test_short_synthetic_training_beats_the_untrained_model(name, tmp_path, monkeypatch, request):
     monkeypatch.chdir(tmp_path)
     extra = []
     if name == "SSL-Align":
@@ -33,9 +41,7 @@ def test_short_synthetic_training_beats_the_untrained_model(name, tmp_path, monk
              "--k", "30", "--out", str(tmp_path / "nn.npz")])
         extra = ["--data.neighbours", str(tmp_path / "nn.npz")]
     if name.startswith("SSPL"):
-        from sslbench.bench.encoders import pretrain
-
-        paths = pretrain(width=8, out=str(tmp_path / "encoders"))
+        paths = request.getfixturevalue("synthetic_encoders")
         extra = ["--model.vision_weights", str(paths["vision"]), "--model.vggish_weights", str(paths["vggish"])]
     meter = TrainingThroughput()
     result = train_and_score(
