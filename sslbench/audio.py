@@ -53,6 +53,12 @@ class AudioPreset:
             return 1, 1 + self.num_samples // self.hop, self.n_mels
         return 1, self.n_fft // 2 + 1, 1 + (self.num_samples - self.n_fft) // self.hop
 
+    @property
+    def time_axis(self) -> int:
+        """The axis of the network input that runs over time: scipy spectrograms are frequency x
+        time, the log-mel front-ends time x mel."""
+        return -1 if self.frontend == "spectrogram" else -2
+
 
 # scipy.signal.spectrogram(nperseg=512, noverlap=N) -> log(S + 1e-7) -> /12 (methods.md, front-end).
 PRESETS: dict[str, AudioPreset] = {

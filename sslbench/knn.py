@@ -29,7 +29,7 @@ from datamodules.batch import AVBatch, collate
 from datamodules.datamodule import AudioVisualDataModule
 from datamodules.transforms import denormalize
 from datamodules.views import NeighbourTables
-from sslbench.audio import build_frontend
+from sslbench.audio import AudioPreset, build_frontend
 
 Encoder = Callable[[AVBatch], Tensor]
 
@@ -42,10 +42,10 @@ def colour_histogram(batch: AVBatch, bins: int = 6) -> Tensor:
     return hist / code.shape[1]
 
 
-def mean_spectrum(batch: AVBatch) -> Tensor:
-    """The network input averaged over time: (B, F) for a spectrogram, (B, mels) for log-mel."""
-    audio = batch.audio
-    return audio.mean(-1).flatten(1) if audio.shape[-2] > audio.shape[-1] else audio.mean(-2).flatten(1)
+def mean_spectrum(audio: Tensor, preset: AudioPreset) -> Tensor:
+    """The network input averaged over time: (B, F) for a spectrogram, (B, mels) for a log-mel
+    (VGGish: (B, examples * mels))."""
+    return audio.mean(preset.time_axis).flatten(1)
 
 
 def imagenet_encoder() -> Encoder:
@@ -70,9 +70,9 @@ def checkpoint_encoders(path: str) -> tuple[Encoder, Encoder]:
     return (lambda batch: method.embeddings(batch.image, batch.audio)[0]), (lambda batch: method.embeddings(batch.image, batch.audio)[1])
 
 
-def make_encoders(image: str, audio: str) -> tuple[Encoder, Encoder]:
+def make_encoders(image: str, audio: str, preset: AudioPreset) -> tuple[Encoder, Encoder]:
     image_enc = {"colour": lambda: colour_histogram, "imagenet": imagenet_encoder}.get(image)
-    audio_enc = {"spectrum": lambda: mean_spectrum}.get(audio)
+    audio_enc = {"spectrum": lambda: lambda batch: mean_spectrum(batch.audio, preset)}.get(audio)
     if audio == "vggish" or audio.startswith("vggish:"):
         audio_enc = lambda: vggish_encoder(audio.partition(":")[2] or "vggish")  # noqa: E731
     image_fn = image_enc() if image_enc else checkpoint_encoders(image)[0]
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         if not Path(path).is_file():
             parser.error(f"config file not found: {path}")
     data = data_module_from_configs(args.config)
-    image, audio, order = embed_training_set(data, make_encoders(args.image_encoder, args.audio_encoder), args.batch_size)
+    image, audio, order = embed_training_set(data, make_encoders(args.image_encoder, args.audio_encoder, data.preset), args.batch_size)
     ids = [data.train_set.sample_ids[i] for i in order]
     source = f"image: {args.image_encoder}, audio: {args.audio_encoder}, k={args.k}"
     NeighbourTables(ids, top_k(image, args.k), top_k(audio, args.k), source).save(args.out)

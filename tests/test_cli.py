@@ -171,3 +171,14 @@ def test_every_experiment_config_parses(path, capsys):
     assert exit_info.value.code == 0
     config = yaml.safe_load(capsys.readouterr().out)
     assert config["model"]["class_path"].startswith("sslbench.methods.")
+
+
+@pytest.mark.parametrize("preset,bins", [("ezvsl", 257), ("sslalign", 257), ("mssl", 64), ("quick_mssl", 64)])
+def test_knn_spectrum_encoder_averages_over_time_for_every_front_end(preset, bins):
+    """Frequency x time spectrograms and time x mel log-mels both give one value per frequency bin."""
+    from sslbench.audio import build_frontend, get_preset
+    from sslbench.knn import mean_spectrum
+
+    p = get_preset(preset)
+    audio = build_frontend(p)(torch.randn(2, p.num_samples))
+    assert mean_spectrum(audio, p).shape == (2, bins)

@@ -191,3 +191,13 @@ def test_kth_smallest_equals_a_full_sort_on_adversarial_rows():
     rank[5], rank[6] = 0, 999
     assert torch.equal(kth_smallest(x, rank), x.sort(1).values.gather(1, rank[:, None])[:, 0])
     assert torch.equal(upper_median(x), x.sort(1).values[:, 500])
+
+
+def test_mask_ciou_leaves_a_float_mask_untouched():
+    from sslbench.eval.functional import mask_ciou
+
+    mask = torch.tensor([[[1.0, 0.0], [1.0, 1.0]]])
+    gt = torch.tensor([[[0.5, 0.0], [1.0, 0.0]]])
+    scores = mask_ciou(mask, gt)
+    assert mask.tolist() == [[[1.0, 0.0], [1.0, 1.0]]]
+    assert scores["ciou"].item() == pytest.approx(1.5 / (1.5 + 1))

@@ -137,3 +137,14 @@ def test_synthetic_encoder_stand_ins_load_into_sspl(tmp_path):
     assert not any(p.requires_grad for p in model.vggish.parameters())
     with pytest.raises(WeightsUnavailableError, match="wrong shape"):
         SSPL(vision_weights=None, vggish_weights=str(paths["vggish"]), backbone_width=4)
+
+
+def test_embeddings_of_one_modality_do_not_see_the_other():
+    model = SSPL(**TINY).eval()
+    b = sspl_batch(n=3)
+    image_emb, audio_emb = model.embeddings(b.image, b.audio)
+    other_image, other_audio = model.embeddings(b.views["image_2"], b.audio.flip(0))
+    assert image_emb.shape == audio_emb.shape == (3, model.visual_net.out_channels)
+    torch.testing.assert_close(model.embeddings(b.image, b.audio.flip(0))[0], image_emb)  # image side ignores the audio
+    torch.testing.assert_close(model.embeddings(b.views["image_2"], b.audio)[1], audio_emb)  # and vice versa
+    assert not torch.allclose(other_image, image_emb) and not torch.allclose(other_audio, audio_emb)

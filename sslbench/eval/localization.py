@@ -257,7 +257,7 @@ def _chunk_scores(heatmaps: Tensor, gt_maps: Tensor, rule: str) -> dict[str, Ten
 def mask_ciou(mask: Tensor, gt_maps: Tensor) -> dict[str, Tensor]:
     """cIoU of boolean predictions (N, H, W) against (N, H, W) gt: ``ciou``, ``intersection``,
     ``union`` (float64) and ``n_pred_pixels``."""
-    return _overlap(mask.flatten(1).float(), gt_maps.flatten(1).float())
+    return _overlap(mask.flatten(1).to(torch.float32, copy=True), gt_maps.flatten(1).float())  # _overlap writes into it
 
 
 def _overlap(predicted: Tensor, gt: Tensor) -> dict[str, Tensor]:

@@ -152,8 +152,10 @@ class SSPL(LocalizationMethod):
         return {"loss": self.criterion(self.predictor(z1), self.predictor(z2), z1, z2)}
 
     def embeddings(self, image: Tensor, audio: Tensor) -> tuple[Tensor, Tensor]:
-        f_a, g = self.encode_audio(audio)
-        return F.normalize(self.attended(image, f_a, g), dim=1), F.normalize(g, dim=1)
+        """The average-pooled visual features (without PCM, which needs the audio) and g(f_a): both
+        live in the visual channels, where the attention compares them, and neither sees the other."""
+        _, g = self.encode_audio(audio)
+        return F.normalize(self.visual_net(image).mean((-2, -1)), dim=1), F.normalize(g, dim=1)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         decay = self.hparams.weight_decay
