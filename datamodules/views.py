@@ -57,21 +57,18 @@ class ViewSpec:
         return keys
 
 
-def strong_augmentation(rotate: bool = True) -> v2.Compose:
+def strong_augmentation() -> v2.Compose:
     """SSL-Align's v_aug on a [0, 1] image tensor (methods.md 5): a random multiple of 90 degrees,
     colour jitter (p 0.8), Gaussian blur (p 0.5), flips, translation up to 0.2, grayscale (p 0.2)."""
-    steps = []
-    if rotate:
-        steps.append(v2.RandomChoice([v2.RandomRotation((a, a)) for a in (0, 90, 180, 270)]))
-    steps += [
+    return v2.Compose([
+        v2.RandomChoice([v2.RandomRotation((a, a)) for a in (0, 90, 180, 270)]),
         v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
         v2.RandomApply([v2.GaussianBlur(3, sigma=(0.1, 2.0))], p=0.5),
         v2.RandomHorizontalFlip(),
         v2.RandomVerticalFlip(),
         v2.RandomAffine(degrees=0, translate=(0.2, 0.2)),
         v2.RandomGrayscale(0.2),
-    ]
-    return v2.Compose(steps)
+    ])
 
 
 @dataclass(frozen=True)
@@ -128,7 +125,7 @@ class ViewedDataset(Dataset):
                 "`sslbench knn --config <your config> --out neighbours.npz` and set data.neighbours"
             )
         self.dataset, self.spec = dataset, spec
-        self.neighbours = neighbours.aligned_to(dataset) if neighbours is not None else None
+        self.neighbours = neighbours.aligned_to(dataset) if spec.conceptual else None
         self.strong = strong_augmentation() if spec.strong_image else None
 
     def __len__(self) -> int:
@@ -161,7 +158,7 @@ class ViewedDataset(Dataset):
         if self.spec.audio_shift_seconds > 0:
             shift = float(torch.empty(()).uniform_(-self.spec.audio_shift_seconds, self.spec.audio_shift_seconds))
             views["waveform_aug"] = self.dataset.shifted_waveform(index, sample["waveform"], shift)
-        if self.neighbours is not None and self.spec.conceptual:
+        if self.neighbours is not None:  # present exactly when the spec asks for conceptual views
             by_image = self.dataset[self._neighbour(self.neighbours.image, index)]
             by_audio = self.dataset[self._neighbour(self.neighbours.audio, index)]
             if by_image is None or by_audio is None:

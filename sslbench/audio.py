@@ -47,8 +47,7 @@ class AudioPreset:
     def shape(self) -> tuple[int, ...]:
         """Shape of one clip's network input (without the batch dimension)."""
         if self.frontend == "vggish":  # non-overlapping 0.96 s examples of 96 frames x 64 mels
-            frames = 1 + (self.num_samples - VGGISH_WINDOW) // VGGISH_HOP
-            return 1 + (frames - VGGISH_EXAMPLE) // VGGISH_EXAMPLE, VGGISH_EXAMPLE, self.n_mels
+            return vggish_examples(self.num_samples), VGGISH_EXAMPLE, self.n_mels
         if self.frontend == "logmel":  # centred frames (librosa's default), time x mel
             return 1, 1 + self.num_samples // self.hop, self.n_mels
         return 1, self.n_fft // 2 + 1, 1 + (self.num_samples - self.n_fft) // self.hop
@@ -83,6 +82,12 @@ PRESETS: dict[str, AudioPreset] = {
 #: VGGish framing (``vggish_params``): 25 ms windows, 10 ms hop, examples of 96 frames
 VGGISH_WINDOW, VGGISH_HOP, VGGISH_EXAMPLE = 400, 160, 96
 VGGISH_BAND = (125.0, 7500.0)
+
+
+def vggish_examples(num_samples: int) -> int:
+    """Whole 96-frame examples in a clip of ``num_samples`` (frames of 400 samples, hop 160)."""
+    frames = 1 + (num_samples - VGGISH_WINDOW) // VGGISH_HOP
+    return 1 + (frames - VGGISH_EXAMPLE) // VGGISH_EXAMPLE
 
 
 def get_preset(name: str) -> AudioPreset:
@@ -168,7 +173,7 @@ class VGGishLogMel(nn.Module):
     def forward(self, waveform: Tensor) -> Tensor:
         if waveform.dim() != 2:
             raise ValueError(f"expected waveforms of shape (batch, samples), got {tuple(waveform.shape)}")
-        examples = 1 + ((waveform.shape[-1] - VGGISH_WINDOW) // VGGISH_HOP + 1 - VGGISH_EXAMPLE) // VGGISH_EXAMPLE
+        examples = vggish_examples(waveform.shape[-1])
         if examples < 1:
             raise ValueError(f"clip of {waveform.shape[-1]} samples is shorter than one VGGish example (15600)")
         with torch.autocast(waveform.device.type, enabled=False):

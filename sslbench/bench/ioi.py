@@ -15,7 +15,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from sslbench.nn.ioi import cluster_bank, identify_objects
+from sslbench.nn.ioi import cluster_bank, identify_sounding_objects
 
 
 def planted_batch(batch: int, channels: int = 512, side: int = 7, seed: int = 0):
@@ -31,9 +31,7 @@ def planted_batch(batch: int, channels: int = 512, side: int = 7, seed: int = 0)
 
 
 def ioi_step(features, audio):
-    sim = torch.einsum("bchw,bc->bhw", features, audio)
-    background = 1 - torch.sigmoid((sim - 0.4) / 0.03)
-    found = identify_objects(features * sim[:, None], sim, background)
+    found = identify_sounding_objects(features, audio)
     groups = [cluster_bank(found.bank[b, : int(found.valid[b].sum())], found.negative[b]) for b in range(len(features))]
     return found, groups
 

@@ -64,7 +64,7 @@ class TrainingThroughput(Callback):
         return sum(n for n, _ in steady) / max(sum(s for _, s in steady), 1e-9)
 
 
-def neighbour_tables(out: Path) -> Path:
+def neighbour_tables() -> Path:
     """SSL-Align's conceptual neighbours of the synthetic training list, from weight-free encoders."""
     path = REPO / "runs" / "neighbours_synthetic.npz"
     if not path.is_file():
@@ -99,7 +99,7 @@ def run_one(name: str, epochs: int, out: Path) -> dict[str, float]:
         "--trainer.logger", "CSVLogger", "--trainer.logger.save_dir", str(folder),
     ]
     if name == "SSL-Align":
-        args += ["--data.neighbours", str(neighbour_tables(out))]
+        args += ["--data.neighbours", str(neighbour_tables())]
     if name.startswith("SSPL"):
         args += synthetic_encoders()
     result = train_and_score(args, callbacks=[meter])

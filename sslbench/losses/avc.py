@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from sslbench.nn.similarity import av_similarity
+from sslbench.nn.similarity import av_similarity, soft_mask
 
 
 def paper_avc_loss(visual: Tensor, audio: Tensor, alpha: float = 0.65, omega: float = 0.03) -> Tensor:
@@ -23,7 +23,7 @@ def paper_avc_loss(visual: Tensor, audio: Tensor, alpha: float = 0.65, omega: fl
     own = torch.diagonal(cos, dim1=0, dim2=1).permute(2, 0, 1)  # (B, h, w)
     s = cos / own.sum((-2, -1))[:, None, None, None]
     s_own = torch.diagonal(s, dim1=0, dim2=1).permute(2, 0, 1)
-    mask = torch.sigmoid((s_own - alpha) / omega)
+    mask = soft_mask(s_own, alpha, omega)
     positive = (mask * s_own).sum((-2, -1)) / mask.sum((-2, -1))
     hw = s.shape[-1] * s.shape[-2]
     others = s.sum((-2, -1)) * (1 - torch.eye(s.shape[0], device=s.device, dtype=s.dtype))

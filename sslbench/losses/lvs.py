@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sslbench.nn.similarity import av_similarity, soft_threshold_mean
+from sslbench.nn.similarity import av_similarity, soft_mask, soft_threshold_mean
 
 
 class LVSLoss(nn.Module):
@@ -55,7 +55,7 @@ class LVSLoss(nn.Module):
         columns = [positive[:, None], easy]
         if self.hard_negative:
             eps = self.eps_neg if self.trimap else self.eps_pos
-            neg = 1 - torch.sigmoid((own - eps) / self.mask_sharpness)
+            neg = 1 - soft_mask(own, eps, self.mask_sharpness)
             columns.append(((neg * own).sum((-2, -1)) / neg.sum((-2, -1)))[:, None])
         return torch.cat(columns, dim=1) / self.tau
 

@@ -11,7 +11,9 @@ and a test with the loss against a slow reference written in the test.
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -19,6 +21,7 @@ from torch import Tensor
 
 from datamodules.batch import AVBatch
 from datamodules.views import ViewSpec
+from sslbench.errors import WeightsUnavailableError
 from sslbench.eval.functional import min_max, upsample
 from sslbench.methods.ogl import ObjectGuidance
 
@@ -139,12 +142,6 @@ class LocalizationMethod(L.LightningModule, ABC):
 
 def load_method(path: str) -> LocalizationMethod:
     """Any sslbench method from a checkpoint ``sslbench fit`` wrote (the class is recorded in it)."""
-    from pathlib import Path
-
-    from sslbench.errors import WeightsUnavailableError
-
-    import importlib
-
     path = Path(path).expanduser()
     if not path.is_file():
         raise WeightsUnavailableError(f"checkpoint not found: {path}")

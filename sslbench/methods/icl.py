@@ -27,7 +27,7 @@ from sslbench.losses.icl import initial_contrast, iterative_contrast
 from sslbench.methods.base import LocalizationMethod
 from sslbench.methods.ogl import ObjectGuidance
 from sslbench.nn.backbones import init_like_reference, load_trunk_weights, resnet18_trunk
-from sslbench.nn.similarity import av_similarity
+from sslbench.nn.similarity import av_similarity, max_pooled_unit
 
 
 class ICL(LocalizationMethod):
@@ -79,16 +79,13 @@ class ICL(LocalizationMethod):
         init_like_reference(self.audio_net)
         self._snapshot: list[nn.Module] = []  # a plain list: not a submodule, not in checkpoints
 
-    def audio_embedding(self, audio_net: nn.Module, audio: Tensor) -> Tensor:
-        return F.normalize(audio_net(audio).flatten(2).amax(-1), dim=1)
-
     def forward(self, image: Tensor, audio: Tensor) -> Tensor:
         """R = V * a at feature resolution (B, h, w); evaluation min-max normalises it (Eq. 1)."""
-        return av_similarity(self.visual_net(image), self.audio_embedding(self.audio_net, audio))
+        return av_similarity(self.visual_net(image), max_pooled_unit(self.audio_net(audio)))
 
     def embeddings(self, image: Tensor, audio: Tensor) -> tuple[Tensor, Tensor]:
         phi = F.normalize(self.visual_net(image), dim=1).mean((-2, -1))
-        return F.normalize(phi, dim=1), self.audio_embedding(self.audio_net, audio)
+        return F.normalize(phi, dim=1), max_pooled_unit(self.audio_net(audio))
 
     def stage(self, epoch: int | None = None) -> dict[str, bool]:
         """Which parts of the loss are on in ``epoch`` (default: the current one)."""
@@ -96,18 +93,21 @@ class ICL(LocalizationMethod):
         hp = self.hparams
         return {"iterative": epoch >= hp.iterative_epoch, "intra": epoch >= hp.intra_epoch, "inter": epoch >= hp.inter_epoch}
 
+    def take_snapshot(self) -> None:
+        """Freeze a copy of the trunks as they are now: the pseudo-labeller of the epoch ahead."""
+        self._snapshot[:] = [copy.deepcopy(net).eval().requires_grad_(False) for net in (self.visual_net, self.audio_net)]
+
     def on_train_epoch_start(self) -> None:
         if self.stage()["iterative"]:  # the weights as the previous epoch left them
-            frozen = [copy.deepcopy(net).eval().requires_grad_(False) for net in (self.visual_net, self.audio_net)]
-            self._snapshot[:] = frozen
+            self.take_snapshot()
 
     @torch.no_grad()
     def pseudo_labels(self, image: Tensor, audio: Tensor) -> tuple[Tensor, Tensor]:
         """R~ (B, h, w), min-max normalised, and a~ (B, C) from the previous epoch's snapshot."""
         if not self._snapshot:  # e.g. a loss computed outside fit: the current weights stand in
-            self._snapshot[:] = [copy.deepcopy(n).eval().requires_grad_(False) for n in (self.visual_net, self.audio_net)]
+            self.take_snapshot()
         visual_net, audio_net = self._snapshot
-        previous_audio = self.audio_embedding(audio_net, audio)
+        previous_audio = max_pooled_unit(audio_net(audio))
         return min_max(av_similarity(visual_net(image), previous_audio).float()), previous_audio
 
     def sounding_patches(self, response: Tensor) -> Tensor:
@@ -123,7 +123,7 @@ class ICL(LocalizationMethod):
 
     def compute_loss(self, batch: AVBatch) -> dict[str, Tensor]:
         visual = self.visual_net(batch.image)
-        audio = self.audio_embedding(self.audio_net, batch.audio)
+        audio = max_pooled_unit(self.audio_net(batch.audio))
         stage = self.stage()
         if not stage["iterative"]:
             return {"loss": initial_contrast(visual.float(), audio.float(), self.tau)}

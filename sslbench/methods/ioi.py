@@ -29,8 +29,8 @@ from sslbench.losses.osc import osc_loss
 from sslbench.methods.base import LocalizationMethod
 from sslbench.methods.ogl import ObjectGuidance
 from sslbench.nn.backbones import init_like_reference, resnet18_trunk
-from sslbench.nn.ioi import Identification, cluster_bank, identify_objects
-from sslbench.nn.similarity import av_similarity
+from sslbench.nn.ioi import Identification, cluster_bank, identify_sounding_objects
+from sslbench.nn.similarity import av_similarity, max_pooled_unit
 
 
 class IOI(LocalizationMethod):
@@ -99,8 +99,7 @@ class IOI(LocalizationMethod):
         return [self.visual_net] if self.freeze_vision else []
 
     def embed(self, image: Tensor, audio: Tensor) -> tuple[Tensor, Tensor]:
-        visual = F.normalize(self.visual_net(image), dim=1)
-        return visual, F.normalize(self.audio_net(audio).flatten(2).amax(-1), dim=1)
+        return F.normalize(self.visual_net(image), dim=1), max_pooled_unit(self.audio_net(audio))
 
     def forward(self, image: Tensor, audio: Tensor) -> Tensor:
         """The sound-associated map S_v (B, h, w): own-pair cosine."""
@@ -109,9 +108,7 @@ class IOI(LocalizationMethod):
     def identify(self, visual: Tensor, audio: Tensor) -> Identification:
         """Run the IOI loop on unit-norm features."""
         hp = self.hparams
-        sim = av_similarity(visual, audio)
-        background = 1 - torch.sigmoid((sim - hp.eps_neg) / hp.mask_sharpness)
-        return identify_objects(visual * sim[:, None], sim, background, hp.ioi_form, hp.stop_threshold)
+        return identify_sounding_objects(visual, audio, hp.eps_neg, hp.mask_sharpness, hp.ioi_form, hp.stop_threshold)
 
     def clusters(self, found: Identification) -> tuple[list[list[list[int]]], list[list[int]]]:
         """Per sample, the object groups of its valid bank entries and their roots."""

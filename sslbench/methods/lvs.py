@@ -18,7 +18,7 @@ from sslbench.losses.lvs import LVSLoss
 from sslbench.methods.base import LocalizationMethod
 from sslbench.methods.ogl import ObjectGuidance
 from sslbench.nn.backbones import init_like_reference, load_trunk_weights, resnet18_trunk
-from sslbench.nn.similarity import av_similarity
+from sslbench.nn.similarity import av_similarity, max_pooled_unit
 
 
 class LVS(LocalizationMethod):
@@ -63,8 +63,7 @@ class LVS(LocalizationMethod):
 
     def embed(self, image: Tensor, audio: Tensor) -> tuple[Tensor, Tensor]:
         visual = F.normalize(self.visual_net(image), dim=1)
-        audio_emb = F.normalize(self.audio_net(audio).flatten(2).amax(-1), dim=1)
-        return visual, audio_emb
+        return visual, max_pooled_unit(self.audio_net(audio))
 
     raw_score_range = (-1.0, 1.0)  # cosine
 

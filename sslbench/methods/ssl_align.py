@@ -24,7 +24,7 @@ from datamodules.views import ViewSpec
 from sslbench.methods.base import LocalizationMethod
 from sslbench.methods.ogl import ObjectGuidance
 from sslbench.nn.backbones import init_like_reference, load_trunk_weights, resnet18_trunk
-from sslbench.nn.similarity import av_similarity, soft_threshold_mean
+from sslbench.nn.similarity import av_similarity, max_pooled_unit, soft_threshold_mean
 
 SIMILARITIES = ("code", "paper")
 POOLINGS = ("max", "avg")
@@ -106,8 +106,7 @@ class SSLAlign(LocalizationMethod):
 
     def embed(self, image: Tensor, audio: Tensor) -> tuple[Tensor, Tensor]:
         """(B, C, h, w) and (B, C) unit-norm features, as LVS."""
-        visual = F.normalize(self.visual_net(image), dim=1)
-        return visual, F.normalize(self.audio_net(audio).flatten(2).amax(-1), dim=1)
+        return F.normalize(self.visual_net(image), dim=1), max_pooled_unit(self.audio_net(audio))
 
     def project(self, visual: Tensor, audio: Tensor) -> tuple[Tensor, Tensor]:
         """The s_A space: pooled image and audio features, projected and L2-normalised."""
@@ -134,12 +133,10 @@ class SSLAlign(LocalizationMethod):
     def compute_loss(self, batch: AVBatch) -> dict[str, Tensor]:
         images = [batch.image] + [batch.views[k] for k in ("image_aug", "image_conc") if k in batch.views]
         audios = [batch.audio] + [batch.views[k] for k in ("audio_aug", "audio_conc") if k in batch.views]
-        n = batch.image.shape[0]
-        visual = F.normalize(self.visual_net(torch.cat(images)), dim=1).split(n)  # one pass per modality
-        audio = F.normalize(self.audio_net(torch.cat(audios)).flatten(2).amax(-1), dim=1).split(n)
+        visual, audio = self.embed(torch.cat(images), torch.cat(audios))  # one pass per modality
         loc = align = 0.0
-        for v in visual:
-            for a in audio:
+        for v in visual.split(len(batch)):
+            for a in audio.split(len(batch)):
                 pair_loc, pair_align = self.pair_losses(v, a)
                 loc, align = loc + pair_loc, align + pair_align
         return {"loss": loc + align, "localization": loc, "alignment": align}

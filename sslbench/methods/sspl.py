@@ -29,8 +29,8 @@ from sslbench.nn.pcm import PredictiveCoding
 from sslbench.nn.similarity import av_similarity
 from sslbench.nn.vgg import VGG16Conv53, VGGish
 
-#: (lr_pcm, lr_sound, lr_head) of the reference scripts: with PCM (20 epochs) and without (100 epochs)
-LEARNING_RATES = {True: (2e-5, 2e-5, 5e-5), False: (None, 5e-4, 2e-3)}
+#: (lr_sound, lr_head) of the reference scripts, by use_pcm: with PCM (20 epochs) and without (100 epochs)
+LEARNING_RATES = {True: (2e-5, 5e-5), False: (5e-4, 2e-3)}
 
 
 def simsiam_projector(dim: int, hidden: int = 2048) -> nn.Sequential:
@@ -92,7 +92,7 @@ class SSPL(LocalizationMethod):
     ):
         super().__init__(lr=lr_pcm, weight_decay=weight_decay, object_guidance=object_guidance)
         self.save_hyperparameters(ignore=["object_guidance"])
-        _, default_sound, default_head = LEARNING_RATES[use_pcm]
+        default_sound, default_head = LEARNING_RATES[use_pcm]
         self.lr_sound = default_sound if lr_sound is None else lr_sound
         self.lr_head = default_head if lr_head is None else lr_head
         self.lr_pcm, self.lr_encoders, self.freeze_encoders = lr_pcm, lr_encoders, freeze_encoders

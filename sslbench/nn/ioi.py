@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sslbench.nn.similarity import av_similarity, soft_mask
+
 FORMS = ("code", "paper")
 
 
@@ -89,6 +91,16 @@ def identify_objects(
     return Identification(
         torch.stack(bank, 1), torch.stack(maps, 1).view(b, len(maps), h, w), torch.stack(valid, 1), negative
     )
+
+
+def identify_sounding_objects(
+    visual: Tensor, audio: Tensor, eps_neg: float = 0.4, sharpness: float = 0.03, form: str = "code", stop_threshold: float = 0.1
+) -> Identification:
+    """The IOI step on unit-norm features: S_v = cos(F_v, a), F^_v = F_v * S_v, the trimap
+    background 1 - sigma((S_v - eps_neg) / sharpness), then :func:`identify_objects`."""
+    sim = av_similarity(visual, audio)
+    background = 1 - soft_mask(sim, eps_neg, sharpness)
+    return identify_objects(visual * sim[:, None], sim, background, form, stop_threshold)
 
 
 def find_root(parent: list[int], i: int) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -24,10 +25,22 @@ def av_similarity(visual: Tensor, audio: Tensor, pairwise: bool = False) -> Tens
     return torch.einsum("nchw,nc->nhw", visual, audio)
 
 
+def soft_mask(sim: Tensor, threshold: float = 0.65, sharpness: float = 0.03) -> Tensor:
+    """LVS's soft foreground mask sigma((S - eps) / tau_m); one minus it is the soft background
+    (LVS's hard negative, NoPrior's trimap Neg and E_n)."""
+    return torch.sigmoid((sim - threshold) / sharpness)
+
+
 def soft_threshold_mean(sim: Tensor, threshold: float = 0.65, sharpness: float = 0.03) -> Tensor:
     """LVS soft-positive average over space: sum(sigma((S - eps)/tau_m) * S) / sum(sigma(...)).
 
     Reduces the last two (spatial) dims. Used by LVS (positives), marginNCE and SSL-Align's s_L.
     """
-    mask = torch.sigmoid((sim - threshold) / sharpness)
+    mask = soft_mask(sim, threshold, sharpness)
     return (mask * sim).sum((-2, -1)) / mask.sum((-2, -1))
+
+
+def max_pooled_unit(features: Tensor) -> Tensor:
+    """(B, C, h, w) -> (B, C): global max pooling (AdaptiveMaxPool2d(1)), then L2 over C. The
+    audio embedding of LVS, SSL-Align, ICL and NoPrior."""
+    return F.normalize(features.flatten(2).amax(-1), dim=1)
