@@ -1,8 +1,6 @@
 """IOI: the identification loop on planted objects, union-find and OSC against slow references,
 batched against one sample at a time, and the method's contract."""
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -126,6 +124,25 @@ def test_union_find_matches_connected_components(form, seed):
         assert root in comp
 
 
+def slow_osc(bank, negative, groups, roots):
+    """Per sample, the loop's L_k for each group whose anchor is not all zero."""
+    cos = lambda a, b: float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))  # noqa: E731
+    x, n = bank.numpy(), negative.numpy()
+    per_sample = []
+    for b in range(len(groups)):
+        terms = []
+        for members, root in zip(groups[b], roots[b]):
+            if not x[b, root].any():
+                continue
+            others = [t for t in range(x.shape[1]) if t not in members]
+            neg = np.concatenate([x[b, others], n[b][None]]).mean(0)
+            terms.append(1 - cos(x[b, root], x[b, members].mean(0)) + cos(x[b, root], neg))
+        per_sample.append(terms)
+    code = sum(sum(t) for t in per_sample) / len(groups)
+    paper = sum(sum(t) / len(t) for t in per_sample if t) / len(groups)
+    return code, paper
+
+
 def test_osc_loss_against_a_loop():
     g = torch.Generator().manual_seed(0)
     bank = torch.randn(2, 5, 4, generator=g, dtype=torch.float64)
@@ -133,22 +150,13 @@ def test_osc_loss_against_a_loop():
     negative = torch.randn(2, 4, generator=g, dtype=torch.float64)
     groups = [[[0, 2], [1]], [[0, 1, 3]]]
     roots = [[2, 1], [0]]
-    cos = lambda a, b: float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))  # noqa: E731
-    x, n = bank.numpy(), negative.numpy()
-    per_sample = []
-    for b in range(2):
-        terms = []
-        for members, root in zip(groups[b], roots[b]):
-            others = [t for t in range(5) if t not in members]
-            neg = np.concatenate([x[b, others], n[b][None]]).mean(0)
-            terms.append(1 - cos(x[b, root], x[b, members].mean(0)) + cos(x[b, root], neg))
-        per_sample.append(terms)
-    code = sum(sum(t) for t in per_sample) / 2
-    paper = sum(sum(t) / len(t) for t in per_sample) / 2
-    assert osc_loss(bank, negative, groups, roots, "code").item() == pytest.approx(code, rel=1e-9)
-    assert osc_loss(bank, negative, groups, roots, "paper").item() == pytest.approx(paper, rel=1e-9)
-    bank[0, 2] = 0.0  # an all-zero anchor is skipped
-    assert not math.isnan(osc_loss(bank, negative, groups, roots).item())
+    for zero_anchor in (False, True):
+        if zero_anchor:
+            bank[0, 2] = 0.0  # the first group's anchor: skipped, as in the code
+        code, paper = slow_osc(bank, negative, groups, roots)
+        assert osc_loss(bank, negative, groups, roots, "code").item() == pytest.approx(code, rel=1e-9)
+        assert osc_loss(bank, negative, groups, roots, "paper").item() == pytest.approx(paper, rel=1e-9)
+    assert osc_loss(bank, negative, [[], []], [[], []]).item() == 0.0  # no object anywhere
 
 
 def test_contract_variable_object_maps_and_frozen_vision():

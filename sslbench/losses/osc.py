@@ -20,23 +20,31 @@ NORMALIZATIONS = ("code", "paper")
 
 
 def osc_loss(bank: Tensor, negative: Tensor, groups: list[list[list[int]]], roots: list[list[int]], normalization: str = "code") -> Tensor:
-    """``bank`` (B, T, C) with gradients, ``negative`` (B, C); ``groups`` / ``roots`` per sample."""
+    """``bank`` (B, T, C) with gradients, ``negative`` (B, C); ``groups`` / ``roots`` per sample.
+
+    All groups of the batch are scored at once: one (G, T) membership mask gives each group's
+    positive (members' mean) and negative (the rest of its sample's bank, with E_n).
+    """
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"unknown OSC normalization {normalization!r}; choose one of {NORMALIZATIONS}")
-    total = bank.new_zeros(())
-    for b, (sample_groups, sample_roots) in enumerate(zip(groups, roots)):
-        sample_loss, counted = bank.new_zeros(()), 0
-        for members, root in zip(sample_groups, sample_roots):
-            anchor = bank[b, root]
-            if not bool(anchor.detach().any()):
-                continue
-            others = [t for t in range(bank.shape[1]) if t not in members]
-            positive = bank[b, members].mean(0)
-            negative_set = torch.cat([bank[b, others], negative[b][None]])
-            cos = lambda x: F.cosine_similarity(anchor, x, dim=0)  # noqa: E731
-            sample_loss = sample_loss + (1 - cos(positive)) + cos(negative_set.mean(0))
-            counted += 1
-        if normalization == "paper" and counted:
-            sample_loss = sample_loss / counted
-        total = total + sample_loss
-    return total / max(bank.shape[0], 1)
+    owner = [b for b, sample_groups in enumerate(groups) for _ in sample_groups]
+    if not owner:
+        return bank.new_zeros(())
+    sample = torch.tensor(owner, device=bank.device)
+    members = torch.zeros(len(owner), bank.shape[1], dtype=bank.dtype, device=bank.device)
+    for g, group in enumerate(m for sample_groups in groups for m in sample_groups):
+        members[g, group] = 1.0
+    root = torch.tensor([r for sample_roots in roots for r in sample_roots], device=bank.device)
+    entries = bank[sample]  # (G, T, C): each group's sample bank
+    anchor = entries[torch.arange(len(owner), device=bank.device), root]
+    member_sum = torch.einsum("gt,gtc->gc", members, entries)
+    count = members.sum(1, keepdim=True)
+    positive = member_sum / count
+    rest = (entries.sum(1) - member_sum + negative[sample]) / (bank.shape[1] - count + 1)
+    counted = anchor.detach().ne(0).any(1).to(bank.dtype)  # an all-zero anchor is skipped, as in the code
+    loss = counted * ((1 - F.cosine_similarity(anchor, positive, dim=1)) + F.cosine_similarity(anchor, rest, dim=1))
+    per_sample = torch.zeros(bank.shape[0], dtype=bank.dtype, device=bank.device).index_add_(0, sample, loss)
+    if normalization == "paper":
+        groups_counted = torch.zeros_like(per_sample).index_add_(0, sample, counted)
+        per_sample = per_sample / groups_counted.clamp(min=1)
+    return per_sample.sum() / bank.shape[0]
