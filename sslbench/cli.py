@@ -19,6 +19,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 import datamodules  # noqa: F401  (registers the dataset classes for short names)
 import sslbench.methods  # noqa: F401  (registers the methods for short names)
 from datamodules.datamodule import AudioVisualDataModule
+from sslbench.checkpoints import detect_layout, load_reference_checkpoint
 from sslbench.errors import SSLBenchError
 from sslbench.eval.callback import LocalizationEvaluator, run_dir
 from sslbench.methods.base import LocalizationMethod
@@ -74,6 +75,16 @@ class SSLBenchCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         # Always present, configured under ``evaluator:``: every method is scored the same way.
         parser.add_lightning_class_args(LocalizationEvaluator, "evaluator")
+
+    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
+        """A released checkpoint of a reference repository as ``--ckpt_path``: remap it into the
+        model here; Lightning then runs from the model as it is."""
+        kwargs = super()._prepare_subcommand_kwargs(subcommand)
+        path = kwargs.get("ckpt_path")
+        if path and subcommand != "fit" and Path(path).exists() and detect_layout(path) is not None:
+            print(f"sslbench: {load_reference_checkpoint(self.model, path)}", file=sys.stderr)
+            kwargs["ckpt_path"] = None
+        return kwargs
 
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> SSLBenchCLI:

@@ -6,7 +6,8 @@ from sslbench.methods.icl import ICL
 from sslbench.methods.ioi import IOI
 from sslbench.methods.lvs import LVS
 from sslbench.methods.ogl import ObjectGuidance
+from sslbench.methods.slavc import SLAVC
 from sslbench.methods.ssl_align import SSLAlign
 from sslbench.methods.sspl import SSPL
 
-__all__ = ["EZVSL", "ICL", "IOI", "LVS", "SSLAlign", "SSPL", "LocalizationMethod", "ObjectGuidance"]
+__all__ = ["EZVSL", "ICL", "IOI", "LVS", "SLAVC", "SSLAlign", "SSPL", "LocalizationMethod", "ObjectGuidance"]

@@ -62,14 +62,15 @@ class PredictiveCoding(nn.Module):
         r2 = r1 = None
         for t in range(self.steps):
             down, up = self.bn_down[t], self.bn_up[t]
-            if t == 0:
-                r2 = F.gelu(down[0](self.predict_2(r3)))
-                r1 = F.gelu(down[1](self.predict_1(r2)))
-            else:
+            if t == 0:  # the first predictions are the initial representations themselves
+                r2 = predicted_2 = F.gelu(down[0](self.predict_2(r3)))
+                r1 = predicted_1 = F.gelu(down[1](self.predict_1(r2)))
+            else:  # later ones mix into each layer; its error is taken against the raw prediction
                 r3 = F.gelu((1 - b3) * r3 + b3 * visual)
-                r2 = F.gelu(down[0]((1 - b2) * r2 + b2 * self.predict_2(r3)))
-                r1 = F.gelu(down[1]((1 - b1) * r1 + b1 * self.predict_1(r2)))
-            predicted_2, predicted_1 = r2, r1
+                predicted_2 = self.predict_2(r3)
+                r2 = F.gelu(down[0]((1 - b2) * r2 + b2 * predicted_2))
+                predicted_1 = self.predict_1(r2)
+                r1 = F.gelu(down[1]((1 - b1) * r1 + b1 * predicted_1))
             p0 = F.gelu(self.predict_0(r1)).mean((-2, -1))
             e0 = (audio - p0)[:, :, None, None].expand(-1, -1, *r1.shape[-2:])
             r1 = F.gelu(up[0](r1 + a1 * self.error_1(e0)))
