@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 import datamodules  # noqa: F401  (registers the dataset classes for short names)
@@ -48,6 +49,44 @@ def default_logger(save_dir: str = RUNS_DIR) -> dict[str, Any]:
     return {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": save_dir, "name": "sslbench"}}
 
 
+def experiment_name(config_files: list) -> str | None:
+    """``experiments/ezvsl_margin.yaml`` + ``experiments/ogl.yaml`` -> ``ezvsl_margin+ogl``;
+    ``synthetic/base.yaml`` + ``synthetic/ezvsl.yaml`` -> ``synthetic/ezvsl``. Shared budgets
+    (``base``) and hardware files (``experiments/trainer/``) do not name an experiment."""
+    parts = []
+    for file in config_files:
+        path = Path(str(file))
+        if path.stem == "base" or path.parent.name == "trainer":
+            continue
+        prefix = "" if path.parent.name in ("experiments", "") else f"{path.parent.name}/"
+        parts.append(prefix + path.stem)
+    return "+".join(parts) or None
+
+
+def _dataset_tag(dataset) -> str:
+    """``VGGSound(vggss_144k)`` from a dataset's config entry (class and id list)."""
+    if not isinstance(dataset, Namespace):
+        return "SyntheticScenes"
+    name = str(dataset.get("class_path", "dataset")).rpartition(".")[2]
+    ids = (dataset.get("init_args") or Namespace()).get("ids")
+    return f"{name}({Path(str(ids)).stem})" if ids else name
+
+
+def wandb_conventions(init: Namespace, config: Namespace, method: str, subcommand: str) -> None:
+    """Runs named ``<experiment>-s<seed>``, grouped by experiment, tagged by method, training set
+    and test sets; checkpoints uploaded as artifacts when online. Anything set by hand stays."""
+    experiment = config.evaluator.experiment
+    seed = config.get("seed_everything")
+    init.group = init.group or experiment
+    init.job_type = init.job_type or subcommand
+    init.name = init.name or f"{experiment}-s{seed}" + ("" if subcommand == "fit" else f"-{subcommand}")
+    data = config.data.get("init_args", config.data) if isinstance(config.data, Namespace) else Namespace()
+    tests = data.get("test") or [None]
+    init.tags = init.tags or [method, f"train:{_dataset_tag(data.get('train'))}", *(f"test:{_dataset_tag(t)}" for t in tests)]
+    if not init.get("offline") and init.get("log_model") is False:
+        init.log_model = True
+
+
 class LoggerSaveConfigCallback(SaveConfigCallback):
     """Writes the resolved ``config.yaml`` into this run's folder (the CSV version dir or the W&B
     run's files, never a folder shared by runs) and records it in the logger (rank 0)."""
@@ -76,6 +115,33 @@ class SSLBenchCLI(LightningCLI):
         # Always present, configured under ``evaluator:``: every method is scored the same way.
         parser.add_lightning_class_args(LocalizationEvaluator, "evaluator")
 
+    def _prepare_subcommand_parser(self, klass, subcommand: str, **kwargs):
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand == "fit":
+            parser.add_argument(
+                "--test_after_fit", type=bool, default=True,
+                help="after training, score the test sets with the checkpoint chosen on validation (else the last weights)",
+            )
+        return parser
+
+    def before_instantiate_classes(self) -> None:
+        """Name the experiment once (result files, reports, W&B) and line W&B runs up by it."""
+        config = self.config[self.config.subcommand] if self.config.get("subcommand") else self.config
+        method = str(config.model.class_path).rpartition(".")[2]
+        if config.evaluator.experiment is None:
+            config.evaluator.experiment = experiment_name(config.get("config") or []) or method.lower()
+        logger = config.trainer.get("logger")
+        if isinstance(logger, Namespace) and str(logger.get("class_path", "")).endswith("WandbLogger"):
+            wandb_conventions(logger.init_args, config, method, self.config.get("subcommand") or "run")
+
+    def after_fit(self) -> None:
+        config = self.config.get("fit") or self.config
+        if not config.get("test_after_fit", True) or self.trainer.interrupted or not self.datamodule.test_datasets:
+            return
+        callback = self.trainer.checkpoint_callback
+        best = callback.best_model_path if callback is not None and callback.best_model_path else None
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best)
+
     def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
         """A released checkpoint of a reference repository as ``--ckpt_path``: remap it into the
         model here; Lightning then runs from the model as it is."""
@@ -100,7 +166,9 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> SSLBenchCLI:
         parser_class=SSLBenchParser,
         parser_kwargs={
             "description": "Self-supervised sound source localization: train, evaluate, predict. "
-            "Also: `sslbench knn --help` (neighbour tables for SSL-Align's conceptual positives)."
+            "`sslbench fit ... --seeds 0,1,2` runs one seed after another. Also: `sslbench report RUN_DIR...` "
+            "(tables and success curves of finished runs), `sslbench predict --help` (heatmaps for your own "
+            "image and audio files), `sslbench knn --help` (neighbour tables for SSL-Align)."
         },
         args=args,
         run=run,
@@ -118,6 +186,31 @@ def user_error(err: BaseException) -> SSLBenchError | None:
     return None
 
 
+def pop_seeds(words: list[str]) -> tuple[list[int], list[str]]:
+    """``--seeds 0,1,2`` (or ``--seeds=0,1,2``): the seeds to run one after another, and the rest."""
+    rest, seeds = [], []
+    it = iter(words)
+    for word in it:
+        if word == "--seeds" or word.startswith("--seeds="):
+            value = word.partition("=")[2] if "=" in word else next(it, "")
+            try:
+                seeds = [int(s) for s in value.split(",") if s.strip()]
+            except ValueError:
+                raise SSLBenchError(f"--seeds takes comma-separated integers, got {value!r}") from None
+            if not seeds:
+                raise SSLBenchError("--seeds needs at least one seed, e.g. --seeds 0,1,2")
+        else:
+            rest.append(word)
+    return seeds, rest
+
+
+def finish_wandb_run() -> None:
+    """End the current W&B run (if any), so that the next seed starts its own."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point; errors a user can fix are printed as one line (JSONARGPARSE_DEBUG=1 for tracebacks)."""
     words = sys.argv[1:] if args is None else args
@@ -126,7 +219,16 @@ def main(args: list[str] | None = None) -> None:
             from sslbench.knn import main as knn
 
             return knn(words[1:])
-        build_cli(args)
+        if words[:1] == ["report"]:
+            from sslbench.report import main as report
+
+            return report(words[1:])
+        seeds, words = pop_seeds(words)
+        for i, seed in enumerate(seeds or [None]):
+            if seed is not None:
+                print(f"sslbench: seed {seed} ({i + 1} of {len(seeds)})", file=sys.stderr, flush=True)
+            build_cli(words + (["--seed_everything", str(seed)] if seed is not None else []))
+            finish_wandb_run()
     except Exception as err:
         cause = user_error(err)
         if cause is None or os.environ.get("JSONARGPARSE_DEBUG"):

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from sslbench.cli import build_cli
+from sslbench.cli import build_cli, finish_wandb_run
 from sslbench.eval.callback import LocalizationEvaluator, run_dir
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "demo_synthetic.yaml"
@@ -46,7 +46,7 @@ def train_and_score(cli_args: list[str], callbacks: list | None = None) -> dict[
     data.swap_test_audio = True
     swapped = score("swapped", best)
     data.swap_test_audio = False
-    _close_wandb()
+    finish_wandb_run()  # now, so nothing prints after the summary line
     return {
         "ciou@0.5": trained["ciou@0.5"],
         "auc": trained["auc"],
@@ -54,13 +54,6 @@ def train_and_score(cli_args: list[str], callbacks: list | None = None) -> dict[
         "swapped_audio_ciou@0.5": swapped["ciou@0.5"],
         "seconds": time.perf_counter() - start,
     }
-
-
-def _close_wandb() -> None:
-    """Finish an (offline) W&B run now, so nothing prints after the summary line."""
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and wandb.run is not None:
-        wandb.finish()
 
 
 def summary_line(result: dict[str, float]) -> str:

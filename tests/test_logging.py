@@ -37,14 +37,40 @@ def test_offline_wandb_run_records_config_and_results(monkeypatch, tmp_path):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    cli.main(["fit", *TINY_EZVSL, *TINY_DATA, "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false"])
+    test_set = '[{"class_path": "SyntheticScenes", "init_args": {"num_samples": 8}}]'
+    cli.build_cli(["fit", *TINY_EZVSL, *TINY_DATA, "--data.test", test_set, "--trainer.max_epochs", "1",
+                   "--trainer.enable_progress_bar", "false"])  # not main(): it would finish the run
     import wandb
 
-    recorded = dict(wandb.run.config)["config"]
+    run = wandb.run
+    recorded = dict(run.config)
+    name, group, tags = run.name, run.group, set(run.tags)
     wandb.finish()
-    assert recorded["model"]["init_args"]["backbone_width"] == 4
+    assert recorded["config"]["model"]["init_args"]["backbone_width"] == 4
+    assert (name, group) == ("ezvsl-s0", "ezvsl")  # no --config: the method names the experiment
+    assert tags == {"EZVSL", "train:SyntheticScenes", "test:SyntheticScenes"}
+    assert recorded["test/synthetic"]["n"] == 8 and recorded["test/synthetic"]["protocol"] == "ezvsl"
+    assert len(recorded["test/synthetic"]["sample_ids_hash"]) == 16
     run_dirs = list((tmp_path / "runs" / "wandb").glob("offline-run-*"))
     assert len(run_dirs) == 1
     saved = run_dirs[0] / "files" / "config.yaml"
     assert saved.is_file() and "backbone_width: 4" in saved.read_text()
+    tables = list((run_dirs[0] / "files" / "media" / "table").rglob("per_sample*.table.json"))
+    assert len(tables) == 1 and len(json.loads(tables[0].read_text())["data"]) == 8
     assert not (tmp_path / "runs" / "config.yaml").exists()  # nothing shared between runs
+
+
+def test_wandb_names_groups_and_tags_follow_the_experiment():
+    from jsonargparse import Namespace
+
+    init = Namespace(name=None, group=None, job_type=None, tags=None, offline=False, log_model=False)
+    data = Namespace(train=Namespace(class_path="datamodules.folder.VGGSound", init_args=Namespace(ids="m/vggss_144k.txt")),
+                     test=[Namespace(class_path="VGGSS", init_args=Namespace()), Namespace(class_path="FlickrSoundNet")])
+    config = Namespace(evaluator=Namespace(experiment="ezvsl_margin+ogl"), seed_everything=2, data=data)
+    cli.wandb_conventions(init, config, "EZVSL", "fit")
+    assert (init.name, init.group, init.job_type) == ("ezvsl_margin+ogl-s2", "ezvsl_margin+ogl", "fit")
+    assert init.tags == ["EZVSL", "train:VGGSound(vggss_144k)", "test:VGGSS", "test:FlickrSoundNet"]
+    assert init.log_model is True  # online: checkpoints become artifacts
+    offline = Namespace(name="mine", group=None, job_type=None, tags=None, offline=True, log_model=False)
+    cli.wandb_conventions(offline, config, "EZVSL", "test")
+    assert offline.name == "mine" and offline.log_model is False  # what the user set stays

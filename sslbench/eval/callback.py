@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,8 @@ class LocalizationEvaluator(Callback):
         floors: trivial localizers to score on test sets (``centre``, ``whole_image``, ``random``).
         num_visualized: test samples drawn with their ground truth (0 turns pictures off).
         results_dir: where per-sample files go (default: ``<run dir>/results``).
+        experiment: the experiment's name in result files, reports and W&B groups (the CLI sets it
+            from the ``--config`` files when left unset).
     """
 
     def __init__(
@@ -85,7 +88,9 @@ class LocalizationEvaluator(Callback):
         floors: list[str] | None = None,
         num_visualized: int = 8,
         results_dir: str | None = None,
+        experiment: str | None = None,
     ):
+        self.experiment = experiment
         self.protocols = {"single": get_protocol(protocol), "multi": get_protocol(multi_source_protocol),
                           "segmentation": get_protocol(segmentation_protocol)}
         self.protocols["extended"] = self.protocols["single"]
@@ -213,9 +218,11 @@ class LocalizationEvaluator(Callback):
                 for metric in metrics:
                     pl_module.log(f"{prefix}/{metric}", result[metric].float(), add_dataloader_idx=False)
             summary = self._summary(name, kind, dataset, by_source, metrics)
+            summary["run"] = self._run_record(trainer, pl_module)
             self.last_results[name] = summary
             if trainer.is_global_zero:
                 self._write(trainer, name, dataset, by_source["method"], summary)
+                self._log_wandb(trainer, name, summary)
                 self._plot_success(trainer, name, kind, by_source)
                 self._draw(trainer, pl_module, name, dataset, by_source["method"])
 
@@ -241,6 +248,33 @@ class LocalizationEvaluator(Callback):
         if "table" in result:
             summary["extended_table"] = result["table"]
         return summary
+
+    def _run_record(self, trainer, pl_module) -> dict[str, Any]:
+        """What ``sslbench report`` groups by: method, experiment, seed, training set, checkpoint."""
+        train_set = getattr(trainer.datamodule, "train_set", None)
+        trained = getattr(pl_module, "trained_run", None) if trainer.ckpt_path else None
+        seed = os.environ.get("PL_GLOBAL_SEED")
+        return {
+            "method": type(pl_module).__name__,
+            "experiment": self.experiment or type(pl_module).__name__.lower(),
+            "seed": trained["seed"] if trained else int(seed) if seed is not None else None,
+            "train_set": getattr(train_set, "list_name", None),
+            "checkpoint": str(trainer.ckpt_path) if trainer.ckpt_path else None,
+        }
+
+    def _log_wandb(self, trainer, name: str, summary: dict[str, Any]) -> None:
+        """W&B: what was evaluated goes in the run config; the per-sample rows in a table."""
+        logger = trainer.logger
+        if type(logger).__name__ != "WandbLogger":
+            return
+        try:
+            record = {k: summary[k] for k in ("protocol", "n", "sample_list", "sample_ids_hash", "dataset_size")}
+            logger.experiment.config.update({f"test/{name}": record}, allow_val_change=True)
+            with open(self._out_dir(trainer) / f"test_{name}.csv") as f:
+                rows = list(csv.reader(f))
+            logger.log_table(key=f"test/{name}/per_sample", columns=rows[0], data=rows[1:])
+        except Exception as err:  # logging extras must never break a run
+            rank_zero_warn(f"could not log {name}'s results to W&B: {type(err).__name__}: {err}")
 
     def _out_dir(self, trainer) -> Path:
         return Path(self.results_dir) if self.results_dir else run_dir(trainer) / "results"

@@ -12,6 +12,7 @@ and a test with the loss against a slow reference written in the test.
 from __future__ import annotations
 
 import importlib
+import os
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -123,6 +124,14 @@ class LocalizationMethod(L.LightningModule, ABC):
 
     def predict_step(self, batch: AVBatch | None, batch_idx: int, dataloader_idx: int = 0):
         return self._eval_step(batch, "predict")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # the training seed travels with the weights, so a later `sslbench test` reports it
+        seed = os.environ.get("PL_GLOBAL_SEED")
+        checkpoint["sslbench_run"] = {"seed": int(seed) if seed is not None else None}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.trained_run = checkpoint.get("sslbench_run")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = [p for p in self.parameters() if p.requires_grad]
