@@ -5,10 +5,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export WANDB_SILENT := true
 
-.PHONY: help venv test test-slow test-all demo bench bench-eval bench-methods bench-ioi lock clean
+.PHONY: help venv test test-slow test-all lint smoke demo bench bench-eval bench-methods bench-ioi lock clean
+SEEDS ?= 0
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-14s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml requirements/lock.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +28,17 @@ test-slow: $(STAMP)  ## end-to-end checks: short synthetic trainings, W&B offlin
 
 test-all: $(STAMP)  ## everything
 	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)  ## ruff (pyflakes, pycodestyle, isort, bugbear, pyupgrade rules; settings in pyproject.toml)
+	$(BIN)/ruff check sslbench datamodules tests
+
+smoke: $(STAMP)  ## every config in experiments/ runs one train/val/test step on small synthetic data (about 3 min)
+	$(BIN)/python -m sslbench.smoke
+
+reproduce-%: $(STAMP)  ## train + test one experiment as its config says: make reproduce-ezvsl_margin SEEDS=0,1,2; then a report
+	@test -f experiments/$*.yaml || { echo "no experiments/$*.yaml; choose one of:" $$(cd experiments && ls *.yaml synthetic/*.yaml | sed 's/\.yaml$$//'); exit 2; }
+	$(BIN)/sslbench fit $(if $(findstring synthetic/,$*),--config experiments/synthetic/base.yaml) --config experiments/$*.yaml --seeds $(SEEDS)
+	$(BIN)/sslbench report runs --out runs/report.md
 
 demo: $(STAMP)  ## train EZ-VSL (margin -0.2) on synthetic scenes on the CPU, test it, print one line
 	$(BIN)/python -m sslbench.demo

@@ -3,7 +3,7 @@
 from datamodules.base import AVDataset
 from datamodules.batch import AVBatch, collate
 from datamodules.datamodule import AudioVisualDataModule, SwappedAudio
-from datamodules.folder import FlickrSoundNet, FramesAudioFolder, VGGSound, VGGSS
+from datamodules.folder import VGGSS, FlickrSoundNet, FramesAudioFolder, VGGSound
 from datamodules.mixtures import StackedMixture
 from datamodules.synthetic import SyntheticScenes
 

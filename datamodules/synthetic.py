@@ -101,6 +101,8 @@ class SyntheticScenes(AVDataset):
         masks: give pixel masks of the visible sounding object instead of boxes (a segmentation
             set, as AVSBench S4), grouped into "videos" of ``frames_per_video`` consecutive samples.
         frames_per_video: samples per video of a segmentation set.
+        name: the name results are logged under (default: ``synthetic``, ``synthetic_duet``, ... by
+            kind); set it to test on several synthetic sets of one kind at once.
 
     The set's kind follows: ``duet`` is a multi-source set (one frame, both sources in its gt, as
     MUSIC-Duet), ``silent_fraction > 0`` an extended set, ``masks`` a segmentation set.
@@ -122,6 +124,7 @@ class SyntheticScenes(AVDataset):
         silent_fraction: float = 0.0,
         masks: bool = False,
         frames_per_video: int = 5,
+        name: str | None = None,
     ):
         super().__init__()
         if sum([mode == "duet", silent_fraction > 0, masks]) > 1:
@@ -144,7 +147,9 @@ class SyntheticScenes(AVDataset):
         self.identities = class_identities(num_classes)
         self.silent_fraction, self.masks, self.frames_per_video = silent_fraction, masks, frames_per_video
         self.evaluation = "multi" if mode == "duet" else "extended" if silent_fraction else "segmentation" if masks else "single"
-        self.name = {"single": "synthetic", "multi": "synthetic_duet", "extended": "synthetic_extended", "segmentation": "synthetic_masks"}[self.evaluation]
+        self.name_chosen = name
+        default_names = {"single": "synthetic", "multi": "synthetic_duet", "extended": "synthetic_extended", "segmentation": "synthetic_masks"}
+        self.name = name or default_names[self.evaluation]
         self.cache = cache
         self._rendered: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -152,7 +157,7 @@ class SyntheticScenes(AVDataset):
         """The same generator (classes, mode, seed, cache) on another split."""
         return SyntheticScenes(
             split, num_samples, self.num_classes, self.mode, self.seed, self.sample_rate, self.snr_db, self.clutter, self.cache,
-            self.silent_fraction, self.masks, self.frames_per_video,
+            self.silent_fraction, self.masks, self.frames_per_video, self.name_chosen,
         )
 
     def configure(self, *, image_size, audio, train, eval_size=224) -> None:

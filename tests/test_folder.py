@@ -10,7 +10,7 @@ import soundfile
 import torch
 from PIL import Image
 
-from datamodules import AudioVisualDataModule, FlickrSoundNet, VGGSound, VGGSS, collate
+from datamodules import VGGSS, AudioVisualDataModule, FlickrSoundNet, VGGSound, collate
 from datamodules.folder import parse_flickr_xml, read_id_list
 from sslbench.audio import PRESETS
 from sslbench.errors import DatasetNotFoundError

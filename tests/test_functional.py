@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import torch
 
+from sslbench.bench.reference import cal_ciou as reference_ciou  # noqa: E402
+from sslbench.bench.reference import single_source_infer as reference_infer  # noqa: E402
 from sslbench.eval.functional import (
     SUCCESS_THRESHOLDS,
     auc,
@@ -18,9 +20,6 @@ from sslbench.eval.functional import (
     success_curve,
     upsample,
 )
-
-from sslbench.bench.reference import cal_ciou as reference_ciou  # noqa: E402
-from sslbench.bench.reference import single_source_infer as reference_infer  # noqa: E402
 
 
 def adversarial_maps(size=224):

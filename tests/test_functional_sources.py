@@ -4,8 +4,8 @@ the reference code (sslbench/bench/reference.py), on the inputs where implementa
 import numpy as np
 import pytest
 import torch
-from sslbench.bench.reference import avs_fmeasure, avs_mask_iou, noprior_epoch, noprior_sample, sk_ap, slavc_stats
 
+from sslbench.bench.reference import avs_fmeasure, avs_mask_iou, noprior_epoch, noprior_sample, sk_ap, slavc_stats
 from sslbench.eval.functional import (
     average_precision,
     avgn_scores,

@@ -7,9 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import random_batch
 from sslbench.losses.icl import initial_contrast, iterative_contrast
 from sslbench.methods import ICL
+
+from conftest import random_batch
 
 TINY = {"vision_weights": None, "backbone_width": 4}
 

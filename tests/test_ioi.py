@@ -6,10 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import random_batch
 from sslbench.losses.osc import osc_loss
 from sslbench.methods import IOI
 from sslbench.nn.ioi import cluster_bank, identify_objects
+
+from conftest import random_batch
 
 C, SIDE = 8, 7
 

@@ -5,10 +5,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import random_batch
 from sslbench.errors import WeightsUnavailableError
 from sslbench.methods import EZVSL, ICL, LVS, SSPL, ObjectGuidance, SSLAlign
 from sslbench.nn.backbones import IMAGENET_FILE, ResNetTrunk, resnet18_trunk
+
+from conftest import random_batch
 
 TINY = {"vision_weights": None, "backbone_width": 4}
 

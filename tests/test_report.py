@@ -7,9 +7,10 @@ import re
 import pytest
 import torch
 
-from conftest import TINY_DATA, TINY_EZVSL
 from sslbench import cli, report
 from sslbench.errors import SSLBenchError
+
+from conftest import TINY_DATA, TINY_EZVSL
 
 TEST_SET = ["--data.test", '[{"class_path": "SyntheticScenes", "init_args": {"num_samples": 8}}]']
 TINY_LVS = ["--model", "LVS", "--model.backbone_width", "4"]

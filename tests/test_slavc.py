@@ -3,9 +3,10 @@
 import torch
 import torch.nn.functional as F
 
-from conftest import random_batch
 from sslbench.methods import SLAVC
 from sslbench.methods.slavc import slavc_direction_logits
+
+from conftest import random_batch
 
 TINY = {"vision_weights": None, "backbone_width": 4, "embed_dim": 8}
 

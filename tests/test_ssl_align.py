@@ -5,10 +5,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import random_batch
 from datamodules.views import ViewSpec
 from sslbench.methods import SSLAlign
 from sslbench.methods.ssl_align import localization_similarity
+
+from conftest import random_batch
 
 TINY = {"vision_weights": None, "backbone_width": 4, "proj_dim": 8}
 VIEWS = ["image_aug", "image_conc"]

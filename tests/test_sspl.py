@@ -5,12 +5,13 @@ import pytest
 import torch
 import torchvision
 
-from conftest import random_batch
 from sslbench.errors import WeightsUnavailableError
 from sslbench.losses.simsiam import SimSiamLoss
 from sslbench.methods import SSPL
 from sslbench.nn.pcm import PredictiveCoding
 from sslbench.nn.vgg import VGG16Conv53, VGGish
+
+from conftest import random_batch
 
 TINY = {"vision_weights": None, "vggish_weights": None, "backbone_width": 4, "projector_dim": 32, "predictor_dim": 8, "embed_dim": 16}
 

@@ -41,7 +41,7 @@ from sslbench.eval.multi_source import (
     multi_source_scores,
 )
 from sslbench.eval.retrieval import retrieval_recall
-from sslbench.eval.segmentation import s4_fscore, s4_frame_fscores, s4_frame_iou, s4_miou
+from sslbench.eval.segmentation import s4_frame_fscores, s4_frame_iou, s4_fscore, s4_miou
 
 __all__ = [
     "RULES",

@@ -137,7 +137,7 @@ class LocalizationMethod(L.LightningModule, ABC):
         params = [p for p in self.parameters() if p.requires_grad]
         return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
 
-    def train(self, mode: bool = True) -> "LocalizationMethod":
+    def train(self, mode: bool = True) -> LocalizationMethod:
         # frozen parts keep their BatchNorm statistics whenever Lightning switches modes
         super().train(mode)
         for module in self.frozen_modules():

@@ -48,7 +48,7 @@ class ObjectGuidance(nn.Module):
         self.net.requires_grad_(False)
         self.net.eval()
 
-    def train(self, mode: bool = True) -> "ObjectGuidance":
+    def train(self, mode: bool = True) -> ObjectGuidance:
         return super().train(False)  # frozen: BatchNorm keeps its ImageNet statistics
 
     @torch.no_grad()

@@ -110,7 +110,9 @@ def find_root(parent: list[int], i: int) -> int:
     return i
 
 
-def cluster_bank(bank: Tensor, negative: Tensor, tau1: float = 0.7, tau2: float = 0.6, form: str = "code") -> tuple[list[list[int]], list[int], list[bool]]:
+def cluster_bank(
+    bank: Tensor, negative: Tensor, tau1: float = 0.7, tau2: float = 0.6, form: str = "code"
+) -> tuple[list[list[int]], list[int], list[bool]]:
     """Group one sample's bank (T, C) into objects.
 
     Entries with cos(E_n, E_t) > tau1 are background. Pairs (t, k < t) with cos > tau2 are joined

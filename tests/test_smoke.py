@@ -1,0 +1,51 @@
+"""`make smoke`: how a config is made to run one step here, and (slow) real smoke runs."""
+
+import pytest
+import yaml
+
+from sslbench import smoke
+
+EXP = smoke.EXPERIMENTS
+
+
+def test_real_sets_become_named_synthetic_stand_ins_and_weights_are_off(tmp_path):
+    config = smoke.merged([EXP / "ezvsl.yaml", EXP / "ogl.yaml"])
+    assert config["model"]["init_args"]["object_guidance"]["init_args"]["alpha"] == 0.4  # the overlay merged in
+    out = smoke.smoke_config(config, tmp_path / "r18.pth", tmp_path / "nn.npz")
+    assert out["data"]["train"] == {"class_path": "SyntheticScenes", "init_args": {"num_samples": 16, "sample_rate": 16000}}
+    names = [t["init_args"]["name"] for t in out["data"]["test"]]
+    assert names == ["test0_vggss", "test1_flickrsoundnet"]
+    assert out["model"]["init_args"]["vision_weights"] is None
+    assert out["model"]["init_args"]["object_guidance"]["init_args"]["weights"] == str(tmp_path / "r18.pth")
+    assert out["trainer"]["fast_dev_run"] == 1 and out["data"]["batch_size"] == 4
+    assert config["data"]["train"]["class_path"] == "VGGSound"  # the input is left alone
+
+
+def test_a_later_class_path_replaces_the_earlier_entry_and_mixtures_shrink_their_base(tmp_path):
+    config = smoke.merged([EXP / "synthetic" / "base.yaml", EXP / "synthetic" / "ioi_stacked.yaml"])
+    train = config["data"]["train"]
+    assert train["class_path"] == "StackedMixture" and "num_samples" not in train["init_args"]
+    out = smoke.smoke_config(config, tmp_path / "r18.pth", None)
+    base = out["data"]["train"]["init_args"]["base"]["init_args"]
+    assert base["num_samples"] == 48 and base["cache"] is False
+
+
+def test_overlays_run_on_their_base_and_every_config_is_covered():
+    runs = dict(smoke.configs_to_run(sorted(EXP.rglob("*.yaml"))))
+    assert runs["ogl.yaml"] == [EXP / "ezvsl.yaml", EXP / "ogl.yaml"]
+    assert runs["synthetic/lvs.yaml"][0] == EXP / "synthetic" / "base.yaml"
+    assert runs["trainer/cpu.yaml"][0] == EXP / smoke.TRAINER_BASE
+    assert "synthetic/base.yaml" not in runs  # a budget, run under every synthetic method
+    every = {p.relative_to(EXP).as_posix() for p in EXP.rglob("*.yaml")} - {"synthetic/base.yaml"}
+    assert set(runs) == every
+    for files in runs.values():  # every file parses
+        for file in files:
+            assert isinstance(yaml.safe_load(file.read_text()), dict)
+
+
+@pytest.mark.slow
+def test_smoke_runs_a_paper_config_and_a_synthetic_one(tmp_path, capsys):
+    status = smoke.main([str(EXP / "sspl.yaml"), str(EXP / "synthetic" / "ioi_stacked.yaml"), "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "2 ok, 0 failed" in out
