@@ -223,6 +223,10 @@ def main(args: list[str] | None = None) -> None:
             from sslbench.report import main as report
 
             return report(words[1:])
+        if words[:1] == ["predict"]:  # own files, not a data module's test sets
+            from sslbench.predict import main as predict
+
+            return predict(words[1:])
         seeds, words = pop_seeds(words)
         for i, seed in enumerate(seeds or [None]):
             if seed is not None:
