@@ -11,6 +11,7 @@ import importlib.util
 import netrc
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +215,8 @@ def finish_wandb_run() -> None:
 def main(args: list[str] | None = None) -> None:
     """Entry point; errors a user can fix are printed as one line (JSONARGPARSE_DEBUG=1 for tracebacks)."""
     words = sys.argv[1:] if args is None else args
+    # main passes the words on itself (after taking --seeds out): not the mistake this warns of
+    warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
     try:
         if words[:1] == ["knn"]:
             from sslbench.knn import main as knn
