@@ -6,12 +6,13 @@ import soundfile
 import torch
 from PIL import Image
 
-from conftest import TINY_DATA, TINY_EZVSL
 from datamodules.transforms import image_transform
 from sslbench import cli
 from sslbench.audio import build_frontend, cut_window, get_preset
 from sslbench.errors import SSLBenchError
 from sslbench.methods.base import load_method
+
+from conftest import TINY_DATA, TINY_EZVSL
 
 
 @pytest.fixture(scope="module")
