@@ -54,6 +54,11 @@ def merged(files: list[Path]) -> dict:
     return result
 
 
+def experiment_configs() -> list[Path]:
+    """Every run config under experiments/ (sweep files drive runs; they are not configs)."""
+    return sorted(p for p in EXPERIMENTS.rglob("*.yaml") if p.parent.name != "sweeps")
+
+
 def configs_to_run(paths: list[Path]) -> list[tuple[str, list[Path]]]:
     """(name, config files) for each config; synthetic methods on their base, overlays on theirs."""
     runs = []
@@ -180,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="configs run at once (default 2)")
     parser.add_argument("--out", default="runs/smoke", help="where the runs write (default runs/smoke)")
     args = parser.parse_args(argv)
-    paths = [Path(c).resolve() for c in args.configs] or sorted(EXPERIMENTS.rglob("*.yaml"))
+    paths = [Path(c).resolve() for c in args.configs] or experiment_configs()
     runs = configs_to_run(paths)
     out = Path(args.out).resolve()
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore"}
