@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -67,3 +68,8 @@ class AVDataset(Dataset, ABC):
 
     @abstractmethod
     def __getitem__(self, index: int) -> dict[str, Any] | None: ...
+
+
+def ids_hash(sample_ids: list[str]) -> str:
+    """Short hash of sample ids in order: equal hashes mean the same sample list."""
+    return hashlib.sha256("\n".join(sample_ids).encode()).hexdigest()[:16]

@@ -2,17 +2,38 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.base import AVDataset
+from datamodules.base import AVDataset, ids_hash
 from datamodules.batch import AVBatch, collate
+from datamodules.mixtures import MIX_SOURCES
 from datamodules.synthetic import SyntheticScenes
 from datamodules.views import NeighbourTables, ViewedDataset, ViewSpec
 from sslbench.audio import build_frontend, get_preset
+
+
+def test_frame_ids(dataset) -> list[str]:
+    """The ids a test set's frames come from (an extended set's non-sounding rows name a video)."""
+    ids = []
+    for sample_id in dataset.sample_ids:
+        ids.append(sample_id.split(":")[1] if sample_id.startswith("silent:") else sample_id)
+    return ids
+
+
+def dataset_manifest(dataset) -> dict[str, Any]:
+    """A set's manifest (readers of real files keep one; generated sets have nothing missing)."""
+    manifest = dataset.manifest() if hasattr(dataset, "manifest") else {
+        "dataset": dataset.name, "list": getattr(dataset, "list_name", None), "wanted": len(dataset), "used": len(dataset),
+        "missing": [], "excluded": [],
+    }
+    manifest["ids_hash"] = ids_hash(dataset.sample_ids)
+    return manifest
 
 
 def _in_role(dataset: AVDataset, role: str) -> AVDataset:
@@ -76,6 +97,13 @@ class AudioVisualDataModule(L.LightningDataModule):
         swap_test_audio: give each test image the audio of a sample of another class.
         neighbours: top-k neighbour tables of the training set (``sslbench knn``), for methods that
             draw conceptually similar positives (SSL-Align).
+        keep_test_ids_in_train: keep training samples whose ids are in a test set (the public
+            ``flickr_144k`` list holds 20 Flickr test ids); by default they are dropped and counted.
+            Set it to reproduce a reference that trained on them.
+
+    At setup every set says how many of the samples it wanted are available; the run folder gets
+    ``manifests/<role>_<name>.json`` (counts, hash of the ids used, excluded ids) and
+    ``<role>_<name>_missing.txt`` (one missing id per line).
     """
 
     def __init__(
@@ -91,8 +119,10 @@ class AudioVisualDataModule(L.LightningDataModule):
         num_workers: int | None = None,
         swap_test_audio: bool = False,
         neighbours: str | None = None,
+        keep_test_ids_in_train: bool = False,
     ):
         super().__init__()
+        self.keep_test_ids_in_train = keep_test_ids_in_train
         self.preset = get_preset(audio_preset)
         self.train_set = _in_role(train if train is not None else SyntheticScenes(), "train")
         if val is None and isinstance(self.train_set, SyntheticScenes):
@@ -119,6 +149,53 @@ class AudioVisualDataModule(L.LightningDataModule):
                 dataset.configure(
                     image_size=self.image_size, audio=self.preset, train=dataset is self.train_set, eval_size=self.eval_size
                 )
+        if stage in (None, "fit"):
+            self.guard_against_test_ids()
+        self.write_manifests(stage)
+
+    def guard_against_test_ids(self) -> int:
+        """Drop (or, when asked to keep them, count) training samples that are test samples."""
+        test_ids = {i for d in self.test_sets for i in test_frame_ids(d)}
+        train_ids = set(self.train_set.sample_ids)
+        leaked = train_ids & test_ids
+        if not leaked:
+            return 0
+        names = ", ".join(d.name for d in self.test_sets)
+        if self.keep_test_ids_in_train or not hasattr(self.train_set, "exclude"):
+            rank_zero_warn(f"{len(leaked)} training samples of {self.train_set.name} are in the test sets ({names}); kept"
+                           + ("" if self.keep_test_ids_in_train else f": {type(self.train_set).__name__} cannot exclude ids"))
+            return 0
+        dropped = self.train_set.exclude(leaked)
+        rank_zero_info(f"{self.train_set.name}: dropped {len(dropped)} training samples whose ids are in the test sets "
+                       f"({names}); data.keep_test_ids_in_train true keeps them")
+        return len(dropped)
+
+    def manifests(self, stage: str | None = None) -> dict[str, dict[str, Any]]:
+        """``{<role>_<name>: manifest}`` of every set the stage reads (all for None)."""
+        roles = [("train", self.train_set), ("val", self.val_set), *(("test", d) for d in self.test_sets)]
+        used = {"fit": ("train", "val", "test"), "validate": ("val",), "test": ("test",), "predict": ("test",)}.get(stage)
+        return {f"{role}_{d.name}": dataset_manifest(d) for role, d in roles if d is not None and (used is None or role in used)}
+
+    def write_manifests(self, stage: str | None) -> None:
+        trainer = self.trainer
+        manifests = self.manifests(stage)
+        for key, m in manifests.items():
+            if m["used"] < m["wanted"] or m.get("excluded"):
+                rank_zero_info(f"{key}: {m['used']} of {m['wanted']} samples used ({len(m['missing'])} missing, "
+                               f"{len(m.get('excluded', []))} excluded)")
+        if trainer is None or not trainer.is_global_zero:
+            return
+        from sslbench.eval.callback import run_dir
+
+        folder = run_dir(trainer) / "manifests"
+        folder.mkdir(parents=True, exist_ok=True)
+        for key, m in manifests.items():
+            (folder / f"{key}_missing.txt").write_text("".join(f"{i}\n" for i in m["missing"]))
+            summary = {k: v for k, v in m.items() if k != "missing"} | {"missing": len(m["missing"])}
+            (folder / f"{key}.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if trainer.logger is not None and stage in (None, "fit"):
+            trainer.logger.log_hyperparams({"data": {k: {"used": m["used"], "wanted": m["wanted"], "ids_hash": m["ids_hash"]}
+                                                     for k, m in manifests.items()}})
 
     @property
     def test_datasets(self) -> list[Dataset]:
@@ -166,7 +243,11 @@ class AudioVisualDataModule(L.LightningDataModule):
         """Compute the audio front-end batched, on the batch's device."""
         if batch is not None:
             frontend = self.frontend.to(batch.waveform.device)
-            batch.audio = frontend(batch.waveform)
+            sources = batch.views.pop(MIX_SOURCES, None)
+            if sources is not None:  # a mixture heard as the mean of its sources' log-spectrograms
+                batch.audio = frontend(sources.flatten(0, 1)).unflatten(0, sources.shape[:2]).mean(1)
+            else:
+                batch.audio = frontend(batch.waveform)
             for key in [k for k in batch.views if k.startswith("waveform_")]:
                 batch.views["audio_" + key.removeprefix("waveform_")] = frontend(batch.views[key])
         return batch

@@ -159,7 +159,9 @@ def test_ioi_on_synthetic_duets_end_to_end(tmp_path, run_root):
     assert "test/synthetic_duet/cap" in metrics and "train/osc" in run_files(tmp_path, "metrics.csv")[0].read_text()
 
 
-EXPERIMENTS = sorted(p for p in (REPO / "experiments").rglob("*.yaml") if p.parent.name not in ("trainer", "sweeps") and p.name not in ("ogl.yaml", "base.yaml"))
+EXPERIMENTS = sorted(
+    p for p in (REPO / "experiments").rglob("*.yaml") if p.parent.name not in ("trainer", "sweeps") and p.name not in ("ogl.yaml", "base.yaml")
+)
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: str(p.relative_to(REPO / "experiments")))

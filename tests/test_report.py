@@ -42,7 +42,7 @@ def two_methods(tmp_path_factory):
 
 
 def test_seeds_each_get_a_run_and_record_what_they_are(two_methods):
-    records = [json.loads(p.read_text()) for p in sorted(two_methods.rglob("test_synthetic.json"))]
+    records = [json.loads(p.read_text()) for p in sorted(two_methods.rglob("results/test_synthetic.json"))]
     runs = sorted((r["run"]["method"], r["run"]["experiment"], r["run"]["seed"], r["protocol"]) for r in records)
     assert runs == [("EZVSL", "ezvsl", 0, "ezvsl"), ("EZVSL", "ezvsl", 1, "ezvsl"),
                     ("LVS", "lvs_tiny", 3, "ezvsl"), ("LVS", "lvs_tiny", 3, "lvs")]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -15,6 +14,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 
+from datamodules.base import ids_hash
 from datamodules.batch import AVBatch, collate
 from datamodules.transforms import denormalize
 from sslbench.eval.floors import FLOORS, floor_maps
@@ -42,11 +42,6 @@ def run_dir(trainer: L.Trainer) -> Path:
         if isinstance(experiment_dir, str):
             return Path(experiment_dir)
     return Path(trainer.default_root_dir)
-
-
-def ids_hash(sample_ids: list[str]) -> str:
-    """Short hash of the evaluated sample ids: equal hashes mean the same test list."""
-    return hashlib.sha256("\n".join(sample_ids).encode()).hexdigest()[:16]
 
 
 def batch_kind(batch: AVBatch) -> str:
