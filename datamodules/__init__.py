@@ -7,6 +7,7 @@ from datamodules.datamodule import AudioVisualDataModule, SwappedAudio
 from datamodules.folder import VGGSS, FlickrSoundNet, FramesAudioFolder, VGGSound
 from datamodules.mixtures import DuetComposer, StackedMixture
 from datamodules.music import MUSIC
+from datamodules.packed import PackedShards
 from datamodules.synthetic import SyntheticScenes
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "AVSBenchS4",
     "DuetComposer",
     "MUSIC",
+    "PackedShards",
     "AVDataset",
     "AudioVisualDataModule",
     "FlickrSoundNet",

@@ -73,3 +73,23 @@ class AVDataset(Dataset, ABC):
 def ids_hash(sample_ids: list[str]) -> str:
     """Short hash of sample ids in order: equal hashes mean the same sample list."""
     return hashlib.sha256("\n".join(sample_ids).encode()).hexdigest()[:16]
+
+
+class ListedSamples:
+    """Mixin for readers whose samples come from a list: ``_ids`` (the ids in use), ``excluded``
+    (dropped by :meth:`exclude`: the data module's guard against test ids in a training list)."""
+
+    excluded: list[str]
+    _ids: list[str]
+
+    @property
+    def sample_ids(self) -> list[str]:
+        return self._ids
+
+    def exclude(self, ids: set[str]) -> list[str]:
+        """Drop ``ids``; returns those dropped."""
+        dropped = [i for i in self._ids if i in ids]
+        if dropped:
+            self._ids = [i for i in self._ids if i not in ids]
+            self.excluded = [*getattr(self, "excluded", []), *dropped]
+        return dropped

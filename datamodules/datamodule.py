@@ -7,13 +7,15 @@ import os
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from datamodules.base import AVDataset, ids_hash
 from datamodules.batch import AVBatch, collate
 from datamodules.mixtures import MIX_SOURCES
 from datamodules.synthetic import SyntheticScenes
+from datamodules.transforms import normalize_uint8
 from datamodules.views import NeighbourTables, ViewedDataset, ViewSpec
 from sslbench.audio import build_frontend, get_preset
 
@@ -203,10 +205,11 @@ class AudioVisualDataModule(L.LightningDataModule):
         return [SwappedAudio(d) if self.swap_test_audio else d for d in self.test_sets]
 
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
+        streamed = isinstance(dataset, IterableDataset)  # packed shards shuffle and split themselves
         return DataLoader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
+            shuffle=train and not streamed,
             drop_last=train,  # EZ-VSL trains with drop_last: every step sees a full set of negatives
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
@@ -227,6 +230,9 @@ class AudioVisualDataModule(L.LightningDataModule):
         spec = getattr(module, "train_views", None) or ViewSpec()
         if spec.empty:
             return self.train_set
+        if isinstance(self.train_set, IterableDataset):
+            raise ValueError(f"{type(module).__name__} trains on extra views of each sample, which streamed shards cannot give yet; "
+                             "train it on the frames/ + audio/ folder")
         tables = NeighbourTables.load(self.neighbours) if spec.conceptual and self.neighbours else None
         return ViewedDataset(self.train_set, spec, tables)
 
@@ -242,6 +248,8 @@ class AudioVisualDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch: AVBatch | None, dataloader_idx: int) -> AVBatch | None:
         """Compute the audio front-end batched, on the batch's device."""
         if batch is not None:
+            if batch.image.dtype == torch.uint8:  # shipped as bytes (packed shards): normalise here
+                batch.image = normalize_uint8(batch.image)
             frontend = self.frontend.to(batch.waveform.device)
             sources = batch.views.pop(MIX_SOURCES, None)
             if sources is not None:  # a mixture heard as the mean of its sources' log-spectrograms

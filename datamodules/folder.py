@@ -21,7 +21,7 @@ import soundfile
 import torch
 import torchaudio
 
-from datamodules.base import AVDataset
+from datamodules.base import AVDataset, ListedSamples
 from datamodules.transforms import image_transform, load_rgb
 from sslbench.audio import cut_window
 from sslbench.errors import DatasetNotFoundError
@@ -81,7 +81,7 @@ def files_by_stem(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
     return found
 
 
-class FramesAudioFolder(AVDataset):
+class FramesAudioFolder(ListedSamples, AVDataset):
     """Frames and audio by id: ``<root>/frames/<id>.jpg`` and ``<root>/audio/<id>.wav`` (or ``.flac``).
 
     Args:
@@ -151,18 +151,6 @@ class FramesAudioFolder(AVDataset):
                 + (" and annotation" if self.has_ground_truth else "") + " (run `sslbench data check` on the folder).",
             )
         return ids
-
-    @property
-    def sample_ids(self) -> list[str]:
-        return self._ids
-
-    def exclude(self, ids: set[str]) -> list[str]:
-        """Drop ``ids`` (e.g. test ids found in a training list); returns those dropped."""
-        dropped = [i for i in self._ids if i in ids]
-        if dropped:
-            self._ids = [i for i in self._ids if i not in ids]
-            self.excluded += dropped
-        return dropped
 
     def manifest(self) -> dict[str, Any]:
         """What was asked for and what is used: counts, missing and excluded ids."""

@@ -16,7 +16,7 @@ def image_transform(size: int, train: bool) -> v2.Compose:
     crop, so normalised boxes stay aligned. Both end with ImageNet normalisation."""
     if train:
         geometry = [
-            v2.Resize(int(size * 1.1), interpolation=v2.InterpolationMode.BICUBIC),
+            v2.Resize(train_resize(size), interpolation=v2.InterpolationMode.BICUBIC),
             v2.RandomCrop(size),
             v2.RandomHorizontalFlip(),
         ]
@@ -25,6 +25,25 @@ def image_transform(size: int, train: bool) -> v2.Compose:
     return v2.Compose(
         [v2.ToImage(), *geometry, v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     )
+
+
+def train_crop(size: int) -> v2.Compose:
+    """The training augmentation of a uint8 frame already resized to short side ``int(1.1 * size)``
+    (packed shards): RandomCrop and HFlip, kept uint8 so loader workers ship a quarter of the bytes;
+    :func:`normalize_uint8` finishes it on the batch's device."""
+    return v2.Compose([v2.RandomCrop(size), v2.RandomHorizontalFlip()])
+
+
+def train_resize(size: int) -> int:
+    """The short side the training transform resizes frames to (EZ-VSL: int(224 * 1.1) = 246)."""
+    return int(size * 1.1)
+
+
+def normalize_uint8(image: Tensor) -> Tensor:
+    """(..., 3, H, W) uint8 -> float32 ImageNet-normalised, on the image's device."""
+    mean = torch.tensor(IMAGENET_MEAN, device=image.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=image.device).view(3, 1, 1)
+    return (image.float() / 255.0 - mean) / std
 
 
 def normalize(image: Tensor) -> Tensor:

@@ -169,7 +169,9 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> SSLBenchCLI:
             "description": "Self-supervised sound source localization: train, evaluate, predict. "
             "`sslbench fit ... --seeds 0,1,2` runs one seed after another. Also: `sslbench report RUN_DIR...` "
             "(tables and success curves of finished runs), `sslbench predict --help` (heatmaps for your own "
-            "image and audio files), `sslbench knn --help` (neighbour tables for SSL-Align)."
+            "image and audio files), `sslbench prepare --help` (raw videos to frames, audio and shards), "
+            "`sslbench data check ROOT --dataset NAME` (what is wrong with a dataset folder), "
+            "`sslbench knn --help` (neighbour tables for SSL-Align)."
         },
         args=args,
         run=run,
@@ -226,6 +228,14 @@ def main(args: list[str] | None = None) -> None:
             from sslbench.report import main as report
 
             return report(words[1:])
+        if words[:1] == ["prepare"]:
+            from sslbench.prepare import main as prepare
+
+            return prepare(words[1:])
+        if words[:2] == ["data", "check"]:
+            from sslbench.datacheck import main as data_check
+
+            return data_check(words[2:])
         if words[:1] == ["predict"]:  # own files, not a data module's test sets
             from sslbench.predict import main as predict
 

@@ -50,3 +50,38 @@ def random_batch(n=3, size=64, audio_shape=(1, 257, 200), views=(), seed=0) -> A
         audio=torch.randn(n, *audio_shape, generator=g),
         views={key: torch.randn(n, 3, size, size, generator=g) for key in views},
     )
+
+
+def write_video(path: Path, seconds: float = 2.0, fps: int = 10, size=(64, 48), rate: int = 22050, audio: str | None = "tone",
+                colour_shift: int = 0) -> Path:
+    """An mp4 (mpeg4 video, aac audio) written with PyAV: each frame's colour follows its time, so
+    the middle frame is recognisable; ``audio`` is ``tone``, ``silent`` or None (no audio stream)."""
+    import av
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("mpeg4", rate=fps)
+        video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
+        sound = container.add_stream("aac", rate=rate, layout="stereo") if audio else None
+        for i in range(int(seconds * fps)):
+            level = int(255 * i / max(1, seconds * fps - 1))
+            frame = np.full((size[1], size[0], 3), ((level + colour_shift) % 256, 255 - level, 128), dtype=np.uint8)
+            for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        if sound is not None:
+            t = np.arange(int(seconds * rate)) / rate
+            wave = np.zeros_like(t) if audio == "silent" else 0.4 * np.sin(2 * np.pi * 440 * t) * (0.3 + 0.7 * t / seconds)
+            samples = np.stack([wave, wave]).astype(np.float32)
+            step = 1024
+            for start in range(0, samples.shape[1], step):
+                chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start:start + step]), format="fltp", layout="stereo")
+                chunk.rate = rate
+                chunk.pts = start
+                for packet in sound.encode(chunk):
+                    container.mux(packet)
+            for packet in sound.encode():
+                container.mux(packet)
+    return path
