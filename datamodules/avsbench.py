@@ -59,6 +59,7 @@ class AVSBenchS4(AVDataset):
     """
 
     evaluation = "segmentation"
+    protocol = "avsbench_s4"
 
     def __init__(self, root: str, split: str = "test", name: str = "avsbench_s4"):
         super().__init__()

@@ -29,6 +29,9 @@ class AVDataset(Dataset, ABC):
     #: ``extended`` (plus ``n_boxes``, 0 for non-sounding samples), ``multi`` (``gt_frames``) or
     #: ``segmentation`` (``gt_map`` is a mask, ``group`` the video)
     evaluation: str = "single"
+    #: the protocol the evaluator scores this set under unless told otherwise (None: the default
+    #: of its kind, ``sslbench.eval.callback.DEFAULT_PROTOCOLS``)
+    protocol: str | None = None
 
     def __init__(self) -> None:
         self.image_size = 224

@@ -226,12 +226,14 @@ class ExtendedRows:
 
     non_sounding_file: Path | None = None
 
-    def _init_extended(self, non_sounding: str | None) -> None:
+    def _init_extended(self, non_sounding: str | None, protocol: str | None) -> None:
         self.non_sounding_file = Path(non_sounding).expanduser() if non_sounding else None
+        self.protocol = protocol or "ezvsl"
         if self.non_sounding_file is not None:
             if not self.non_sounding_file.is_file():
                 raise DatasetNotFoundError(type(self).__name__, self.non_sounding_file, "Set `non_sounding:` to SLAVC's *_test_plus_silent.csv.")
             self.evaluation = "extended"
+            self.protocol = protocol or "slavc_relative"  # how SLAVC reports its extended sets
 
     def _silent_ids(self) -> list[str]:
         if self.non_sounding_file is None:
@@ -282,14 +284,19 @@ class VGGSS(ExtendedRows, FramesAudioFolder):
         ids: optional list (``vggss_test.csv``, the open-set ``vggss_heard_test.csv`` /
             ``vggss_unheard_test.csv``, SSPL's ``vggss_test_4692.csv``); default: every annotated clip.
         non_sounding: SLAVC's ``vggss_test_plus_silent.csv``: Extended VGG-SS (adds AP, max-F1, LocAcc).
+        protocol: the evaluation protocol this set is scored under by default (``ezvsl``; an
+            extended set ``slavc_relative``); ``--evaluator.protocol`` overrides every set's.
     """
 
-    def __init__(self, root: str, annotations: str, ids: str | None = None, name: str = "vggss", non_sounding: str | None = None):
+    def __init__(
+        self, root: str, annotations: str, ids: str | None = None, name: str = "vggss", non_sounding: str | None = None,
+        protocol: str | None = None,
+    ):
         super().__init__(root, ids, name)
         self.annotations = Path(annotations).expanduser()
         if not self.annotations.is_file():
             raise DatasetNotFoundError("VGGSS", self.annotations, "Set `annotations:` to your copy of vggss.json.")
-        self._init_extended(non_sounding)
+        self._init_extended(non_sounding, protocol)
 
     @cached_property
     def _entries(self) -> dict[str, dict]:
@@ -330,17 +337,20 @@ class FlickrSoundNet(ExtendedRows, FramesAudioFolder):
         annotations: folder of ``<id>.xml`` files (default ``<root>/Annotations`` when it exists).
         ids: the test list, e.g. ``flickr_test.csv`` (249 ids in EZ-VSL, 250 in SLAVC), or a training list.
         non_sounding: SLAVC's ``flickr_test_plus_silent.csv``: Extended Flickr.
+        protocol: the evaluation protocol this set is scored under by default (``ezvsl``; an
+            extended set ``slavc_relative``); ``--evaluator.protocol`` overrides every set's.
     """
 
     def __init__(
-        self, root: str, annotations: str | None = None, ids: str | None = None, name: str = "flickr", non_sounding: str | None = None
+        self, root: str, annotations: str | None = None, ids: str | None = None, name: str = "flickr", non_sounding: str | None = None,
+        protocol: str | None = None,
     ):
         super().__init__(root, ids, name)
         default = self.root / "Annotations"
         self.annotations = Path(annotations).expanduser() if annotations else (default if default.is_dir() else None)
         if self.annotations is not None and not self.annotations.is_dir():
             raise DatasetNotFoundError("FlickrSoundNet", self.annotations, "Set `annotations:` to the XML folder.")
-        self._init_extended(non_sounding)
+        self._init_extended(non_sounding, protocol)
 
     def wanted_ids(self) -> list[str]:
         return super().wanted_ids() + self._silent_ids()

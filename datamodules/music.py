@@ -39,15 +39,18 @@ class MUSIC(FramesAudioFolder):
         ids: ``music_solo_test.csv`` (``file,class``), ``music_duet_test.csv`` (``file``) or a
             training list (``file,class[,class2]``); default: every annotated frame (or every frame).
         name: logged name (default ``music_solo`` / ``music_duet`` / ``music``).
+        protocol: the evaluation protocol by default (solo ``ezvsl``, duet ``ioi``, as NoPrior reports it).
     """
 
-    def __init__(self, root: str, annotations: str | None = None, ids: str | None = None, name: str | None = None):
+    def __init__(self, root: str, annotations: str | None = None, ids: str | None = None, name: str | None = None,
+                 protocol: str | None = None):
         super().__init__(root, ids, name or "music")
         self.annotations = Path(annotations).expanduser() if annotations else None
         if self.annotations is not None and not self.annotations.is_file():
             raise DatasetNotFoundError("MUSIC", self.annotations, "Set `annotations:` to music_solo.json or music_duet.json.")
         if self.annotations is not None:
             self.evaluation = "multi" if self._duet else "single"
+            self.protocol = protocol or ("ioi" if self._duet else "ezvsl")
             self.name = name or ("music_duet" if self._duet else "music_solo")
 
     @cached_property

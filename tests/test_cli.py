@@ -54,7 +54,7 @@ def test_print_config_composes_configs_and_resolves_short_names(tmp_path, capsys
     assert config["model"]["class_path"].rsplit(".", 1)[-1] == "EZVSL"
     assert config["model"]["init_args"]["margin"] == -0.2 and config["model"]["init_args"]["tau"] == 0.07
     assert config["data"]["batch_size"] == 8
-    assert config["evaluator"]["protocol"] == "ezvsl"
+    assert config["evaluator"]["protocol"] is None  # each test set's own protocol
 
 
 def test_paper_config_without_data_stops_with_one_message(capsys, monkeypatch, tmp_path):

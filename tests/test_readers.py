@@ -262,9 +262,12 @@ def test_public_flickr_144k_list_holds_20_test_ids(tmp_path):
 
 def test_sslbench_test_runs_on_real_format_sets_and_records_manifests(tmp_path):
     flickr_folder(tmp_path / "flickr", ["111", "222", "333"])
+    (tmp_path / "silent.csv").write_text("video,audio,label\n111,222,non-sounding\n")
     music_folder(tmp_path / "music", duet=True)
     sets = [
         {"class_path": "FlickrSoundNet", "init_args": {"root": str(tmp_path / "flickr")}},
+        {"class_path": "FlickrSoundNet", "init_args": {"root": str(tmp_path / "flickr"), "non_sounding": str(tmp_path / "silent.csv"),
+                                                       "name": "flickr_extended"}},
         {"class_path": "MUSIC", "init_args": {"root": str(tmp_path / "music"), "annotations": str(tmp_path / "music" / "music.json")}},
     ]
     cli.main(["test", "--model", "EZVSL", "--model.vision_weights", "null", "--model.backbone_width", "4", "--model.embed_dim", "8",
@@ -273,6 +276,9 @@ def test_sslbench_test_runs_on_real_format_sets_and_records_manifests(tmp_path):
               "--trainer.logger.save_dir", str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false", "--evaluator.num_visualized", "2"])
     results = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("results/test_*.json")}
     assert results["test_flickr"]["n"] == 3 and results["test_music_duet"]["kind"] == "multi"
+    # each set under the protocol it carries: EZ-VSL's, SLAVC's for its extended set, IOI's for duets
+    assert [results[f"test_{n}"]["protocol"] for n in ("flickr", "flickr_extended", "music_duet")] == ["ezvsl", "slavc_relative", "ioi"]
+    assert results["test_flickr_extended"]["n"] == 4 and "AP" in results["test_flickr_extended"]
     manifests = {p.stem: p for p in (tmp_path / "runs").rglob("manifests/*.json")}
     assert json.loads(manifests["test_flickr"].read_text())["used"] == 3
-    assert set(manifests) == {"test_flickr", "test_music_duet"}  # testing reads no training set
+    assert set(manifests) == {"test_flickr", "test_flickr_extended", "test_music_duet"}  # testing reads no training set

@@ -30,6 +30,17 @@ HEADLINE = {
     "s4": ("miou", "fscore"),
 }
 EXTENDED = ("AP", "max-F1", "LocAcc")
+#: the protocol of a set that carries none, by kind
+DEFAULT_PROTOCOLS = {"single": "ezvsl", "extended": "ezvsl", "multi": "ioi", "segmentation": "avsbench_s4"}
+
+
+def _dataset(trainer, stage: str, idx: int):
+    """The dataset behind loader ``idx`` of ``stage`` (None when the data module does not say)."""
+    data = getattr(trainer, "datamodule", None)
+    if stage == "test":
+        sets = getattr(data, "test_datasets", None) or []
+        return sets[idx] if idx < len(sets) else None
+    return getattr(data, "val_set", None) if idx == 0 else None
 
 
 def run_dir(trainer: L.Trainer) -> Path:
@@ -64,9 +75,13 @@ class LocalizationEvaluator(Callback):
     row per sample), ``.json`` (protocol, sample list, n, hash of the sample ids, metrics, floors),
     ``success_<dataset>.png`` (method vs floors) and ``heatmaps_<dataset>.png``.
 
+    Each set is scored under the protocol it carries (``dataset.protocol``: the one its papers
+    report with) unless one is named here for its kind; sets that carry none get ``ezvsl``,
+    ``ioi`` or ``avsbench_s4`` by kind.
+
     Args:
-        protocol: protocol for single-source and extended sets (``sslbench.eval.protocols.PROTOCOLS``).
-        multi_source_protocol: ``ioi`` or ``avgn``.
+        protocol: protocol for every single-source and extended set (``sslbench.eval.protocols.PROTOCOLS``).
+        multi_source_protocol: ``ioi`` or ``avgn``, for every multi-source set.
         segmentation_protocol: ``avsbench_s4``.
         floors: trivial localizers to score on test sets (``centre``, ``whole_image``, ``random``).
         num_visualized: test samples drawn with their ground truth (0 turns pictures off).
@@ -77,22 +92,21 @@ class LocalizationEvaluator(Callback):
 
     def __init__(
         self,
-        protocol: str = "ezvsl",
-        multi_source_protocol: str = "ioi",
-        segmentation_protocol: str = "avsbench_s4",
+        protocol: str | None = None,
+        multi_source_protocol: str | None = None,
+        segmentation_protocol: str | None = None,
         floors: list[str] | None = None,
         num_visualized: int = 8,
         results_dir: str | None = None,
         experiment: str | None = None,
     ):
         self.experiment = experiment
-        self.protocols = {"single": get_protocol(protocol), "multi": get_protocol(multi_source_protocol),
-                          "segmentation": get_protocol(segmentation_protocol)}
-        self.protocols["extended"] = self.protocols["single"]
-        for kind, chosen in self.protocols.items():
+        named = {"single": protocol, "extended": protocol, "multi": multi_source_protocol, "segmentation": segmentation_protocol}
+        self.forced = {kind: get_protocol(name) for kind, name in named.items() if name is not None}
+        for kind, chosen in self.forced.items():
             if kind not in chosen.kinds:
                 raise ValueError(f"protocol {chosen.name!r} scores {'/'.join(chosen.kinds)} sets, not {kind} ones")
-        self.protocol = self.protocols["single"]
+        self.chosen: dict[tuple[str, int], Protocol] = {}
         self.floors = list(FLOORS if floors is None else floors)
         for floor in self.floors:
             if floor not in FLOORS:
@@ -104,7 +118,28 @@ class LocalizationEvaluator(Callback):
         self.last_results: dict[str, dict[str, Any]] = {}
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        pl_module.upsample_mode = self.protocol.upsample
+        pl_module.upsample_mode = (self.forced.get("single") or get_protocol(DEFAULT_PROTOCOLS["single"])).upsample
+        self.chosen.clear()
+
+    def protocol_for(self, trainer, stage: str, idx: int, kind: str) -> Protocol:
+        """The protocol of set ``idx`` of ``stage``: named here for its kind, else the set's own,
+        else the kind's default."""
+        key = (stage, idx)
+        if key not in self.chosen:
+            own = getattr(_dataset(trainer, stage, idx), "protocol", None)
+            fallback = get_protocol(DEFAULT_PROTOCOLS[kind])
+            if kind in self.forced:
+                chosen = self.forced[kind]
+            elif own and kind in get_protocol(own).kinds:
+                chosen = get_protocol(own)
+                if chosen.fixed_range and getattr(trainer.lightning_module, "score_range", None) is None:
+                    rank_zero_warn(f"{type(trainer.lightning_module).__name__}'s maps have no fixed range for the set's own "
+                                   f"protocol {chosen.name!r}; scoring it under {fallback.name!r}")
+                    chosen = fallback
+            else:
+                chosen = fallback
+            self.chosen[key] = chosen
+        return self.chosen[key]
 
     # -- accumulation -----------------------------------------------------------------------
 
@@ -121,20 +156,20 @@ class LocalizationEvaluator(Callback):
             self.metrics[key] = self._new_metric(protocol)
         return self.metrics[key].to(device)
 
-    def _on_batch_start(self, pl_module, batch: AVBatch | None) -> None:
+    def _on_batch_start(self, trainer, pl_module, batch: AVBatch | None, stage: str, idx: int) -> None:
         if batch is not None:  # each set upsamples as its protocol's reference does
-            pl_module.upsample_mode = self.protocols[batch_kind(batch)].upsample
+            pl_module.upsample_mode = self.protocol_for(trainer, stage, idx, batch_kind(batch)).upsample
 
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
-        self._on_batch_start(pl_module, batch)
+        self._on_batch_start(trainer, pl_module, batch, "val", dataloader_idx)
 
     def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
-        self._on_batch_start(pl_module, batch)
+        self._on_batch_start(trainer, pl_module, batch, "test", dataloader_idx)
 
-    def _fixed_range(self, pl_module, maps: Tensor) -> Tensor:
+    def _fixed_range(self, pl_module, maps: Tensor, protocol: Protocol) -> Tensor:
         score_range = getattr(pl_module, "score_range", None)
         if score_range is None:
-            raise ValueError(f"protocol {self.protocol.name!r} needs maps with a fixed range; {type(pl_module).__name__} has none")
+            raise ValueError(f"protocol {protocol.name!r} needs maps with a fixed range; {type(pl_module).__name__} has none")
         low, high = score_range
         return (maps - low) / (high - low)
 
@@ -148,15 +183,15 @@ class LocalizationEvaluator(Callback):
         else:
             metric.update(maps, batch.gt_map, batch.index, batch.n_boxes)
 
-    def _update(self, stage: str, pl_module, outputs, batch: AVBatch | None, dataloader_idx: int) -> None:
+    def _update(self, trainer, stage: str, pl_module, outputs, batch: AVBatch | None, dataloader_idx: int) -> None:
         if not outputs or batch is None or (batch.gt_map is None and batch.gt_frames is None):
             return
         kind = batch_kind(batch)
-        protocol = self.protocols[kind]
+        protocol = self.protocol_for(trainer, stage, dataloader_idx, kind)
         self.kinds[(stage, dataloader_idx)] = kind
         maps = outputs["object_maps"] if kind == "multi" else outputs["maps"]
         if protocol.fixed_range:
-            maps = self._fixed_range(pl_module, maps)
+            maps = self._fixed_range(pl_module, maps, protocol)
         self._feed(self._metric(stage, dataloader_idx, "method", protocol, pl_module.device), kind, maps, batch)
         if stage != "test":
             return
@@ -171,10 +206,10 @@ class LocalizationEvaluator(Callback):
             self._feed(self._metric(stage, dataloader_idx, floor, protocol, pl_module.device), kind, floor_map, batch)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        self._update("val", pl_module, outputs, batch, dataloader_idx)
+        self._update(trainer, "val", pl_module, outputs, batch, dataloader_idx)
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        self._update("test", pl_module, outputs, batch, dataloader_idx)
+        self._update(trainer, "test", pl_module, outputs, batch, dataloader_idx)
 
     def _finish(self, stage: str) -> dict[int, dict[str, dict[str, Any]]]:
         """Compute (synced across processes) and reset every metric of ``stage``: {idx: {source: result}}."""
@@ -185,8 +220,8 @@ class LocalizationEvaluator(Callback):
                 metric.reset()
         return results
 
-    def _headline(self, kind: str, result: dict[str, Any]) -> list[str]:
-        names = list(HEADLINE[self.protocols[kind].family])
+    def _headline(self, protocol: Protocol, result: dict[str, Any]) -> list[str]:
+        names = list(HEADLINE[protocol.family])
         return names + [n for n in EXTENDED if n in result]
 
     # -- epoch ends ---------------------------------------------------------------------------
@@ -198,7 +233,7 @@ class LocalizationEvaluator(Callback):
         for idx, by_source in results.items():
             prefix = "val" if idx == 0 else f"val_{idx}"
             result = by_source["method"]
-            for i, name in enumerate(self._headline(self.kinds[("val", idx)], result)):
+            for i, name in enumerate(self._headline(self.chosen[("val", idx)], result)):
                 pl_module.log(f"{prefix}/{name}", result[name].float(), prog_bar=i == 0, add_dataloader_idx=False)
 
     def on_test_epoch_end(self, trainer, pl_module) -> None:
@@ -206,26 +241,26 @@ class LocalizationEvaluator(Callback):
         for idx, by_source in self._finish("test").items():
             dataset = datasets[idx] if idx < len(datasets) else None
             name = getattr(dataset, "name", f"test{idx}")
-            kind = self.kinds[("test", idx)]
-            metrics = self._headline(kind, by_source["method"])
+            kind, protocol = self.kinds[("test", idx)], self.chosen[("test", idx)]
+            metrics = self._headline(protocol, by_source["method"])
             for source, result in by_source.items():
                 prefix = f"test/{name}" if source == "method" else f"test/{name}/{source}"
                 for metric in metrics:
                     pl_module.log(f"{prefix}/{metric}", result[metric].float(), add_dataloader_idx=False)
-            summary = self._summary(name, kind, dataset, by_source, metrics)
+            summary = self._summary(name, kind, protocol, dataset, by_source, metrics)
             summary["run"] = self._run_record(trainer, pl_module)
             self.last_results[name] = summary
             if trainer.is_global_zero:
                 self._write(trainer, name, dataset, by_source["method"], summary)
                 self._log_wandb(trainer, name, summary)
-                self._plot_success(trainer, name, kind, by_source)
+                self._plot_success(trainer, name, protocol, by_source)
                 self._draw(trainer, pl_module, name, dataset, by_source["method"])
 
     # -- records and pictures (rank 0) ----------------------------------------------------------
 
-    def _summary(self, name: str, kind: str, dataset, by_source: dict[str, dict[str, Any]], metrics: list[str]) -> dict[str, Any]:
+    def _summary(self, name: str, kind: str, protocol: Protocol, dataset, by_source: dict[str, dict[str, Any]],
+                 metrics: list[str]) -> dict[str, Any]:
         result = by_source["method"]
-        protocol = self.protocols[kind]
         ids = getattr(dataset, "sample_ids", None)
         used = [ids[i] for i in result["per_sample"]["index"].tolist()] if ids else []
         summary = {
@@ -291,15 +326,15 @@ class LocalizationEvaluator(Callback):
                 values = [repr(v) if isinstance(v, float) else v for c, col in columns.items() if c != "index" for v in [col[row]]]
                 writer.writerow([index, ids[index] if ids else "", *values])
         (out / f"test_{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
-        metrics = [k for k in (*HEADLINE[self.protocols[summary["kind"]].family], *EXTENDED) if k in summary]
+        metrics = [k for k in (*HEADLINE[get_protocol(summary["protocol"]).family], *EXTENDED) if k in summary]
         lines = [f"test/{name} ({summary['kind']}, protocol {summary['protocol']}, n={summary['n']}, list {summary['sample_list']}):"]
         for source, values in [("method", summary), *summary["floors"].items()]:
             lines.append(f"  {source:<12}" + "  ".join(f"{k}={values[k]:.4f}" for k in metrics))
         rank_zero_info("\n".join(lines) + f"\n  -> {out / f'test_{name}.csv'}")
 
-    def _plot_success(self, trainer, name: str, kind: str, by_source: dict[str, dict[str, Any]]) -> None:
+    def _plot_success(self, trainer, name: str, protocol: Protocol, by_source: dict[str, dict[str, Any]]) -> None:
         """Success-ratio curves of the method and its floors (sets scored by cIoU)."""
-        family = self.protocols[kind].family
+        family = protocol.family
         if family == "s4":
             return
         try:
@@ -313,7 +348,7 @@ class LocalizationEvaluator(Callback):
                 return result["per_sample"]["ciou"][result["per_sample"]["n_boxes"] != 0]
 
             curves = {source: success_curve(cious(result)) for source, result in by_source.items()}
-            path = success_plot(curves, self._out_dir(trainer) / f"success_{name}.png", f"{name} ({self.protocols[kind].name})")
+            path = success_plot(curves, self._out_dir(trainer) / f"success_{name}.png", f"{name} ({protocol.name})")
             if hasattr(trainer.logger, "log_image"):
                 trainer.logger.log_image(key=f"test/{name}/success", images=[str(path)])
         except Exception as err:  # pictures must never break a run
