@@ -243,7 +243,14 @@ def run(source: Path, out: Path, settings: Settings, jobs: int = 1, progress: bo
     results: dict[str, list] = {"done": [], "silent": [], "skipped": [], "failed": []}
     failed: dict[str, str] = {}
     bar = _progress(len(items), progress)
-    for sample_id, status, detail in _map(items, out, settings, jobs):
+    todo = []
+    for item in items:  # finished ones are counted here, without a trip to a worker
+        if all(path.is_file() for path in outputs(out, item.sample_id)):
+            results["skipped"].append(item.sample_id)
+            bar.update(1)
+        else:
+            todo.append(item)
+    for sample_id, status, detail in _map(todo, out, settings, jobs):
         results[status].append(sample_id)
         if status == "failed":
             failed[sample_id] = detail
