@@ -204,7 +204,7 @@ def _check_stream_or_s4(found: Findings, dataset) -> Findings:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="sslbench data check", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="sslbench data check", description=__doc__.split("\n\n")[0].replace("``", "`"))
     parser.add_argument("root", help="the dataset folder")
     parser.add_argument("--dataset", required=True, choices=KINDS, help="which reader's layout to check against")
     parser.add_argument("--ids", help="the sample list to check against the folder")

@@ -138,7 +138,7 @@ def _deep_merge(base: dict, update: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="sslbench knn", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="sslbench knn", description=__doc__.split("\n\n")[0].replace("``", "`"))
     parser.add_argument("--config", action="append", required=True, help="experiment config(s) naming the training set")
     parser.add_argument("--out", required=True, help="where to write the tables (.npz)")
     parser.add_argument("--image-encoder", default="imagenet", help="imagenet, colour, or an sslbench checkpoint")

@@ -146,7 +146,7 @@ def blend_overlay(image, scores: torch.Tensor, path: Path, title: str = "") -> P
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="sslbench predict", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="sslbench predict", description=__doc__.split("\n\n")[0].replace("``", "`"))
     parser.add_argument("checkpoint", help="an sslbench checkpoint, or a reference repository's released one")
     parser.add_argument("--image", help="one image file (with --audio)")
     parser.add_argument("--audio", help="the audio file heard with --image")

@@ -298,7 +298,7 @@ def summary(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="sslbench prepare", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="sslbench prepare", description=__doc__.split("\n\n")[0].replace("``", "`"))
     parser.add_argument("source", help="folder of videos, or with frames/ and audio/")
     parser.add_argument("out", help="dataset folder to write (frames/, audio/)")
     parser.add_argument("--rate", type=int, default=16000, help="audio sample rate (default 16000)")

@@ -186,7 +186,7 @@ def plot(results: list[TestResult], path: Path) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="sslbench report", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="sslbench report", description=__doc__.split("\n\n")[0].replace("``", "`"))
     parser.add_argument("runs", nargs="+", help="run folders (or folders holding many runs, e.g. runs/)")
     parser.add_argument("--out", default="report.md", help="Markdown file to write; the PNG goes beside it (default: report.md)")
     args = parser.parse_args(argv)

@@ -180,7 +180,7 @@ def _has_gpu() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sslbench.smoke", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m sslbench.smoke", description=__doc__.split("\n\n")[0].replace("``", "`"))
     parser.add_argument("configs", nargs="*", help="config files (default: every .yaml under experiments/)")
     parser.add_argument("--jobs", type=int, default=2, help="configs run at once (default 2)")
     parser.add_argument("--out", default="runs/smoke", help="where the runs write (default runs/smoke)")
