@@ -19,11 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchaudio
 from PIL import Image
 
 from datamodules.base import AVDataset
-from datamodules.folder import read_audio
+from datamodules.folder import read_waveform
 from datamodules.transforms import image_transform, load_rgb
 from sslbench.audio import cut_window
 from sslbench.errors import DatasetNotFoundError
@@ -112,10 +111,7 @@ class AVSBenchS4(AVDataset):
                 "available": len(ids), "used": len(ids), "missing": [], "excluded": []}
 
     def _waveform(self, category: str, video: str, k: int) -> torch.Tensor:
-        data, rate = read_audio(self._path("audio_wav", category, video))
-        wave = torch.from_numpy(data)
-        if rate != self.audio.sample_rate:
-            wave = torchaudio.functional.resample(wave, rate, self.audio.sample_rate)
+        wave = read_waveform(self._path("audio_wav", category, video), self.audio.sample_rate)
         seconds = wave.numel() / self.audio.sample_rate
         start = min(max(k - 0.5 - self.audio.window_seconds / 2, 0.0), max(seconds - self.audio.window_seconds, 0.0))
         centred = seconds / 2 - self.audio.window_seconds / 2 if self.audio.window_position == "centre" else 0.0

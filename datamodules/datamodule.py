@@ -22,10 +22,8 @@ from sslbench.audio import build_frontend, get_preset
 
 def test_frame_ids(dataset) -> list[str]:
     """The ids a test set's frames come from (an extended set's non-sounding rows name a video)."""
-    ids = []
-    for sample_id in dataset.sample_ids:
-        ids.append(sample_id.split(":")[1] if sample_id.startswith("silent:") else sample_id)
-    return ids
+    frame_key = getattr(dataset, "frame_key", lambda sample_id: sample_id)
+    return [frame_key(i) for i in dataset.sample_ids]
 
 
 def dataset_manifest(dataset) -> dict[str, Any]:

@@ -60,6 +60,13 @@ def read_audio(path: Path) -> tuple[np.ndarray, int]:
     return np.clip(data, -1, 1).mean(axis=1), rate
 
 
+def read_waveform(path: Path, rate: int) -> torch.Tensor:
+    """The whole file as a mono float32 tensor at ``rate`` Hz (:func:`read_audio`, resampled)."""
+    data, file_rate = read_audio(path)
+    wave = torch.from_numpy(data)
+    return wave if file_rate == rate else torchaudio.functional.resample(wave, file_rate, rate)
+
+
 def parse_flickr_xml(path: Path) -> list[list[int]]:
     """Every annotator's ``<bbox>`` of one image: children 1..4 are xmin, ymin, xmax, ymax."""
     boxes = []
@@ -184,10 +191,7 @@ class FramesAudioFolder(ListedSamples, AVDataset):
         return self._frames.get(key, self.root / "frames" / f"{key}.jpg")
 
     def load_waveform(self, sample_id: str, shift_seconds: float = 0.0) -> torch.Tensor:
-        data, rate = read_audio(self.audio_file(sample_id))
-        wave = torch.from_numpy(data)
-        if rate != self.audio.sample_rate:
-            wave = torchaudio.functional.resample(wave, rate, self.audio.sample_rate)
+        wave = read_waveform(self.audio_file(sample_id), self.audio.sample_rate)
         return cut_window(wave, self.audio, shift_seconds=shift_seconds)
 
     def shifted_waveform(self, index: int, waveform: torch.Tensor, shift_seconds: float) -> torch.Tensor:

@@ -214,7 +214,7 @@ def reference_state_dict(path: str | Path, layout: str) -> tuple[dict[str, Tenso
     return state, dropped, unknown
 
 
-def _optional(key: str, model: nn.Module) -> bool:
+def _optional(key: str) -> bool:
     """Model keys a released file may lack: BN step counters and OGL's own frozen ImageNet net."""
     return key.endswith("num_batches_tracked") or key.startswith("object_guidance.")
 
@@ -240,7 +240,7 @@ def load_reference_checkpoint(model: nn.Module, path: str | Path, layout: str | 
         )
     state, dropped, unknown = reference_state_dict(path, layout)
     own = model.state_dict()
-    missing = sorted(k for k in own if k not in state and not _optional(k, model))
+    missing = sorted(k for k in own if k not in state and not _optional(k))
     unexpected = sorted(unknown + [k for k in state if k not in own])
     wrong = sorted(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in state if k in own and state[k].shape != own[k].shape)
     if missing or unexpected or wrong:

@@ -20,16 +20,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchaudio
-import yaml
 
 import sslbench.methods as methods
-from datamodules.folder import read_audio
+from datamodules.folder import read_waveform
 from datamodules.transforms import image_transform, load_rgb
 from sslbench.audio import build_frontend, cut_window, get_preset
 from sslbench.checkpoints import LAYOUTS, detect_layout, load_reference_checkpoint
 from sslbench.errors import SSLBenchError
-from sslbench.methods.base import LocalizationMethod, load_method
+from sslbench.methods.base import LocalizationMethod, load_method, saved_run_config
+from sslbench.viz import blend_overlay
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
@@ -54,15 +53,6 @@ def find_pairs(folder: Path) -> tuple[list[tuple[str, Path, Path]], list[str]]:
     return pairs, lonely
 
 
-def saved_run_config(checkpoint: Path) -> dict:
-    """The ``config.yaml`` of the run that wrote ``checkpoint`` (CSV or W&B layout), if found."""
-    for folder in list(checkpoint.parents)[:4]:
-        for candidate in (folder / "config.yaml", folder / "files" / "config.yaml"):
-            if candidate.is_file():
-                return yaml.safe_load(candidate.read_text()) or {}
-    return {}
-
-
 def load_model(path: Path) -> tuple[LocalizationMethod, dict]:
     """The model from an sslbench checkpoint or a reference one, and its run's config if known."""
     if not path.exists():
@@ -75,14 +65,6 @@ def load_model(path: Path) -> tuple[LocalizationMethod, dict]:
     model = cls(**no_download)  # the weights all come from the checkpoint
     print(f"predict: {load_reference_checkpoint(model, path)}", file=sys.stderr)
     return model, {}
-
-
-def waveform_for(path: Path, preset) -> torch.Tensor:
-    data, rate = read_audio(path)
-    wave = torch.from_numpy(data)
-    if rate != preset.sample_rate:
-        wave = torchaudio.functional.resample(wave, rate, preset.sample_rate)
-    return cut_window(wave, preset)
 
 
 def predict(model: LocalizationMethod, pairs, preset_name: str, image_size: int, out: Path, device: str, batch_size: int = 16):
@@ -99,7 +81,7 @@ def predict(model: LocalizationMethod, pairs, preset_name: str, image_size: int,
             try:
                 original = load_rgb(image_path)
                 images.append(transform(original))
-                waves.append(waveform_for(audio_path, preset))
+                waves.append(cut_window(read_waveform(audio_path, preset.sample_rate), preset))
             except Exception as err:  # one bad file never stops the others
                 skipped[name] = f"{type(err).__name__}: {err}"
                 images, waves = images[: len(chunk)], waves[: len(chunk)]
@@ -121,28 +103,6 @@ def predict(model: LocalizationMethod, pairs, preset_name: str, image_size: int,
     if raw_maps:
         np.savez_compressed(out / "maps.npz", **raw_maps)
     return written, skipped
-
-
-def blend_overlay(image, scores: torch.Tensor, path: Path, title: str = "") -> Path:
-    """The image and, beside it, the image under the jet-coloured map (0 blue, 1 red), at the
-    image's own size."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from sslbench.viz import _save
-
-    frame = np.asarray(image, dtype=np.float32) / 255.0
-    h, w = frame.shape[:2]
-    resized = torch.nn.functional.interpolate(scores[None, None].float(), size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-    heat = plt.get_cmap("jet")(resized.clamp(0, 1).numpy())[..., :3]
-    fig, axes = plt.subplots(1, 2, figsize=(8, 4 * h / w))
-    for ax, picture in zip(axes, (frame, 0.5 * frame + 0.5 * heat)):
-        ax.imshow(picture)
-        ax.axis("off")
-    axes[0].set_title(title, fontsize=8, loc="left")
-    return _save(fig, path, dpi=100)
 
 
 def main(argv: list[str] | None = None) -> None:

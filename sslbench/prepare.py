@@ -172,10 +172,9 @@ def decode_folder_item(item: Item, settings: Settings):
 
 def _read_any_audio(path: Path) -> tuple[np.ndarray, int]:
     try:
-        import soundfile
+        from datamodules.folder import read_audio
 
-        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-        return data.mean(axis=1), rate
+        return read_audio(path)
     except Exception:  # formats libsndfile lacks (m4a, some mp3): PyAV
         import av
 

@@ -23,6 +23,7 @@ import torch
 
 from sslbench.errors import SSLBenchError
 from sslbench.eval.functional import success_curve
+from sslbench.methods.base import saved_run_config
 
 #: floors shown beside the method, by the first metric of the table
 FLOOR_ORDER = ("centre", "whole_image", "random")
@@ -71,14 +72,8 @@ class TestResult:
 
 def _run_from_config(json_path: Path) -> dict:
     """Runs written before results recorded their run: the method from the saved config."""
-    for folder in json_path.parents[:4]:
-        config = folder / "config.yaml"
-        if config.is_file():
-            import yaml
-
-            model = (yaml.safe_load(config.read_text()) or {}).get("model") or {}
-            return {"method": str(model.get("class_path", "?")).rpartition(".")[2], "experiment": None, "seed": None}
-    return {}
+    model = saved_run_config(json_path).get("model") or {}
+    return {"method": str(model.get("class_path", "?")).rpartition(".")[2], "experiment": None, "seed": None} if model else {}
 
 
 def collect(paths: list[str]) -> list[TestResult]:

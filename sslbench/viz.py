@@ -67,6 +67,27 @@ def success_plot(curves: dict[str, tuple[Tensor, Tensor]], path: str | Path, tit
     return _save(fig, path, dpi=90)
 
 
+def blend_overlay(image, scores: Tensor, path: str | Path, title: str = "") -> Path:
+    """The image and, beside it, the image under the jet-coloured map (0 blue, 1 red), at the
+    image's own size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    frame = np.asarray(image, dtype=np.float32) / 255.0
+    h, w = frame.shape[:2]
+    resized = torch.nn.functional.interpolate(scores[None, None].float(), size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+    heat = plt.get_cmap("jet")(resized.clamp(0, 1).numpy())[..., :3]
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4 * h / w))
+    for ax, picture in zip(axes, (frame, 0.5 * frame + 0.5 * heat)):
+        ax.imshow(picture)
+        ax.axis("off")
+    axes[0].set_title(title, fontsize=8, loc="left")
+    return _save(fig, path, dpi=100)
+
+
 def _save(fig, path: str | Path, dpi: int) -> Path:
     import matplotlib.pyplot as plt
 

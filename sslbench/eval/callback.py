@@ -237,9 +237,8 @@ class LocalizationEvaluator(Callback):
                 pl_module.log(f"{prefix}/{name}", result[name].float(), prog_bar=i == 0, add_dataloader_idx=False)
 
     def on_test_epoch_end(self, trainer, pl_module) -> None:
-        datasets = getattr(trainer.datamodule, "test_datasets", None) or []
         for idx, by_source in self._finish("test").items():
-            dataset = datasets[idx] if idx < len(datasets) else None
+            dataset = _dataset(trainer, "test", idx)
             name = getattr(dataset, "name", f"test{idx}")
             kind, protocol = self.kinds[("test", idx)], self.chosen[("test", idx)]
             metrics = self._headline(protocol, by_source["method"])

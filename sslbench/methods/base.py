@@ -149,6 +149,18 @@ class LocalizationMethod(L.LightningModule, ABC):
         return []
 
 
+def saved_run_config(path: str | Path) -> dict:
+    """The ``config.yaml`` of the run that wrote ``path`` (a checkpoint or a results file; CSV or
+    W&B layout), or {} when there is none."""
+    import yaml
+
+    for folder in list(Path(path).parents)[:4]:
+        for candidate in (folder / "config.yaml", folder / "files" / "config.yaml"):
+            if candidate.is_file():
+                return yaml.safe_load(candidate.read_text()) or {}
+    return {}
+
+
 def load_method(path: str) -> LocalizationMethod:
     """Any sslbench method from a checkpoint ``sslbench fit`` wrote (the class is recorded in it)."""
     path = Path(path).expanduser()
