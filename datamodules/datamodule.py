@@ -74,7 +74,9 @@ class SwappedAudio(Dataset):
         sample, other = self.dataset[index], self.dataset[self.partner(index)]
         if sample is None or other is None:
             return None
-        return {**sample, "waveform": other["waveform"]}
+        # everything heard moves: the clip, and a mixture's separate sources
+        heard = {k: v for k, v in (other.get("views") or {}).items() if k == MIX_SOURCES or k.startswith("waveform_")}
+        return {**sample, "waveform": other["waveform"], "views": {**(sample.get("views") or {}), **heard}}
 
 
 class AudioVisualDataModule(L.LightningDataModule):

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from datamodules.mixtures import StackedMixture
+from datamodules.datamodule import SwappedAudio
+from datamodules.mixtures import MIX_SOURCES, StackedMixture
 from datamodules.synthetic import SyntheticScenes
 from sslbench.audio import get_preset
 
@@ -31,3 +32,18 @@ def test_training_mixtures_carry_no_ground_truth_and_bad_sizes_fail():
     assert "gt_frames" not in mix[0]
     with pytest.raises(ValueError, match="fewer than the 3"):
         StackedMixture(SyntheticScenes("test", 2), sources=3)
+
+
+def test_swapped_audio_moves_everything_heard_and_nothing_seen():
+    base = SyntheticScenes("test", 8)
+    mix = StackedMixture(base, sources=2)
+    mix.configure(image_size=32, audio=get_preset("quick"), train=False, eval_size=32)
+    swapped = SwappedAudio(mix)
+    j = swapped.partner(0)
+    assert j != 0 and mix.class_id(j) != mix.class_id(0)
+    got, own, other = swapped[0], mix[0], mix[j]
+    assert torch.equal(got["image"], own["image"]) and torch.equal(got["gt_frames"], own["gt_frames"])
+    assert torch.equal(got["waveform"], other["waveform"])
+    # the front-end hears a mixture through its sources' log-spectrograms: those must move too
+    assert torch.equal(got["views"][MIX_SOURCES], other["views"][MIX_SOURCES])
+    assert not torch.equal(got["views"][MIX_SOURCES], own["views"][MIX_SOURCES])
