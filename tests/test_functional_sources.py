@@ -88,7 +88,8 @@ def test_ioi_aggregate_matches_the_reference_epoch():
     samples = random_samples(seed=1)
     got = multi_source_aggregate(multi_source_scores([torch.from_numpy(m) for m, _ in samples], [torch.from_numpy(g) for _, g in samples]))
     expected = noprior_epoch(samples)
-    assert set(got) == set(expected)
+    assert set(got) == set(expected) | {"objects_per_sample"}  # ours: how many maps, not in the reference's logs
+    assert got["objects_per_sample"].item() == pytest.approx(np.mean([m.shape[0] for m, _ in samples]))
     for key, value in expected.items():
         assert got[key].item() == pytest.approx(value, abs=1e-9), key
 
@@ -124,7 +125,8 @@ def test_ioi_missing_maps_pad_zero_and_empty_lists_are_skipped():
 def test_ioi_ciou_of_exactly_0_3_counts_at_0_3_but_not_on_the_auc_grid():
     res = {"iou": torch.tensor([0.3], dtype=torch.float64), "cap": torch.zeros(1, dtype=torch.float64),
            "ap": torch.zeros(1, dtype=torch.float64), "evaluated": torch.ones(1, dtype=torch.bool),
-           "count_correct": torch.ones(1, dtype=torch.bool), "entry_sample": torch.zeros(1, dtype=torch.long)}
+           "count_correct": torch.ones(1, dtype=torch.bool), "entry_sample": torch.zeros(1, dtype=torch.long),
+           "objects": torch.ones(1, dtype=torch.long)}
     agg = multi_source_aggregate(res)
     assert agg["ciou@0.3"].item() == 1.0 and agg["auc"].item() == pytest.approx(0.275, abs=1e-15)
 

@@ -25,7 +25,7 @@ from sslbench.eval.protocols import Protocol, get_protocol
 #: what is logged, per protocol family (extended sets add AP, max-F1 and LocAcc)
 HEADLINE = {
     "single": ("ciou@0.5", "auc", "mean_ciou"),
-    "ioi": ("ciou@0.5", "ciou@0.3", "auc", "cap", "piap", "count_accuracy"),
+    "ioi": ("ciou@0.5", "ciou@0.3", "auc", "cap", "piap", "count_accuracy", "objects_per_sample"),
     "avgn": ("ciou@0.5", "ciou@0.3", "ciou@0.1", "auc", "piap"),
     "s4": ("miou", "fscore"),
 }

@@ -125,7 +125,7 @@ class MultiSourceMetrics(_PerSample):
     Entries are keyed by (sample index, position), so padded duplicates are dropped exactly.
     """
 
-    _states = ("ap", "count_correct", "evaluated", "avgn_ciou", "avgn_piap")
+    _states = ("ap", "count_correct", "evaluated", "objects", "avgn_ciou", "avgn_piap")
 
     def __init__(self, family: str = "ioi", **kwargs):
         super().__init__(**kwargs)
@@ -141,7 +141,7 @@ class MultiSourceMetrics(_PerSample):
             if self.family == "avgn":
                 scores = avgn_scores(torch.stack([m[0] for m in object_maps]).float(), gt_frames.float())
                 empty = torch.zeros_like(index, dtype=torch.float64)
-                self._append(index=index, ap=empty, count_correct=empty.bool(), evaluated=empty.bool(),
+                self._append(index=index, ap=empty, count_correct=empty.bool(), evaluated=empty.bool(), objects=empty.long(),
                              avgn_ciou=scores["ciou"], avgn_piap=scores["piap"])
                 return
             scores = multi_source_scores([m.float() for m in object_maps], list(gt_frames.float()))
@@ -155,7 +155,7 @@ class MultiSourceMetrics(_PerSample):
         k = gt_frames.shape[1]
         self._append(
             index=index, ap=scores["ap"].to(index.device), count_correct=scores["count_correct"].to(index.device),
-            evaluated=scores["evaluated"].to(index.device),
+            evaluated=scores["evaluated"].to(index.device), objects=scores["objects"].to(index.device),
             avgn_ciou=torch.zeros(len(index), k, dtype=torch.float64, device=index.device),
             avgn_piap=torch.zeros(len(index), k, dtype=torch.float64, device=index.device),
             entry_key=index[samples] * 4096 + position, iou=scores["iou"].to(index.device), cap=scores["cap"].to(index.device),
@@ -172,7 +172,7 @@ class MultiSourceMetrics(_PerSample):
             "iou": dim_zero_cat(self.iou)[keep] if keep.numel() else torch.zeros(0, dtype=torch.float64),
             "cap": dim_zero_cat(self.cap)[keep] if keep.numel() else torch.zeros(0, dtype=torch.float64),
         }
-        result = multi_source_aggregate({**entries, **{k: per_sample[k] for k in ("ap", "count_correct", "evaluated")}})
+        result = multi_source_aggregate({**entries, **{k: per_sample[k] for k in ("ap", "count_correct", "evaluated", "objects")}})
         return {**result, "n": torch.tensor(per_sample["index"].numel()), "per_sample": per_sample, "entries": entries}
 
 

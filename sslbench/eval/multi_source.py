@@ -100,7 +100,8 @@ def multi_source_scores(object_maps: Sequence[Tensor], gt_frames: Sequence[Tenso
         ``iou`` and ``cap``: one entry per matched map, per missing map (0) and per extra map;
         ``entry_sample``: the sample (position in the inputs) of each entry;
         ``ap``: per-sample pixel AP of the summed maps (PIAP; NaN for a skipped sample);
-        ``count_correct``: n_i == K; ``evaluated``: n_i > 0 (an empty list is skipped entirely).
+        ``count_correct``: n_i == K; ``evaluated``: n_i > 0 (an empty list is skipped entirely);
+        ``objects``: n_i.
 
     Matching is greedy in model order: each map takes the frame of best cIoU (``np.argmax``: the
     first NaN wins), that frame's gt is then zeroed, so later maps see empty gts (cIoU 0, or NaN when
@@ -108,13 +109,14 @@ def multi_source_scores(object_maps: Sequence[Tensor], gt_frames: Sequence[Tenso
     """
     if len(object_maps) != len(gt_frames):
         raise ValueError(f"{len(object_maps)} samples of object maps but {len(gt_frames)} of ground truth")
-    iou, cap, entry_sample, ap, count_correct, evaluated = [], [], [], [], [], []
+    iou, cap, entry_sample, ap, count_correct, evaluated, objects = [], [], [], [], [], [], []
     for sample, (maps, gts) in enumerate(zip(object_maps, gt_frames)):
         gts = gts.float()
         k = gts.shape[0]
         if not torch.all((gts == 0) | (gts == 1)):
             raise ValueError("multi-source ground truth must be binary (scikit-learn rejects a continuous gt)")
         count_correct.append(maps.shape[0] == k)
+        objects.append(maps.shape[0])
         evaluated.append(maps.shape[0] > 0)
         if maps.shape[0] == 0:
             ap.append(float("nan"))
@@ -142,6 +144,7 @@ def multi_source_scores(object_maps: Sequence[Tensor], gt_frames: Sequence[Tenso
         "ap": as64(ap),
         "count_correct": torch.tensor(count_correct, dtype=torch.bool),
         "evaluated": torch.tensor(evaluated, dtype=torch.bool),
+        "objects": torch.tensor(objects, dtype=torch.long),
     }
 
 
@@ -150,7 +153,8 @@ def multi_source_aggregate(result: dict[str, Tensor]) -> dict[str, Tensor]:
 
     ``ciou@0.5`` / ``ciou@0.3``: fraction of *entries* with iou >= t (literal 0.3; NaN fails),
     ``auc`` over the entries on the 0.05 * i grid, ``cap``: mean over entries, ``piap``: mean over
-    evaluated samples, ``count_accuracy``: fraction of samples with exactly K maps. Denominators
+    evaluated samples, ``count_accuracy``: fraction of samples with exactly K maps (not in the
+    reference's logs: ``objects_per_sample``, the mean number of maps, evaluated or not). Denominators
     count entries, which differ from K x samples when maps are missing, extra or skipped.
     """
     iou, cap = result["iou"], result["cap"]
@@ -163,6 +167,7 @@ def multi_source_aggregate(result: dict[str, Tensor]) -> dict[str, Tensor]:
         "cap": cap.mean() if cap.numel() else nan,
         "piap": ap.mean() if ap.numel() else nan,
         "count_accuracy": result["count_correct"].double().mean() if result["count_correct"].numel() else nan,
+        "objects_per_sample": result["objects"].double().mean() if result["objects"].numel() else nan,
     }
 
 
