@@ -280,15 +280,21 @@ class SyntheticScenes(AVDataset):
         region = canvas[rows, cols]
         region[inside] = (shade[..., None] * colour[None, None, :])[inside]
 
-    def sounding_mask(self, objects: list[SceneObject], size: int) -> torch.Tensor:
-        """(size, size) float {0, 1}: visible pixels of the sounding objects (later objects occlude)."""
-        mask = np.zeros((size, size), np.float32)
+    def class_map(self, objects: list[SceneObject], size: int) -> torch.Tensor:
+        """(size, size) int64: 1 + the class of the object seen at each pixel, 0 for background
+        (later objects occlude earlier ones; clutter counts as background)."""
+        labels = np.zeros((size, size), np.int64)
         for obj in (o for o in objects if o.visible):
             found = self._shape(obj.box, self.identities[obj.cls].shape, size)
             if found is not None:
                 rows, cols, inside, _, _ = found
-                mask[rows, cols][inside] = float(obj.sounding)
-        return torch.from_numpy(mask)
+                labels[rows, cols][inside] = obj.cls + 1
+        return torch.from_numpy(labels)
+
+    def sounding_mask(self, objects: list[SceneObject], size: int) -> torch.Tensor:
+        """(size, size) float {0, 1}: visible pixels of the sounding objects (later objects occlude)."""
+        sounding = torch.tensor([1 + o.cls for o in objects if o.sounding and o.visible], dtype=torch.int64)
+        return torch.isin(self.class_map(objects, size), sounding).float()  # a scene's classes are distinct
 
     # -- sounds -----------------------------------------------------------------------------
 

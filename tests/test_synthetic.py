@@ -115,3 +115,20 @@ def test_training_augmentation_flips_and_shifts_without_changing_identity():
         shift = int(torch.nonzero(aug["waveform"] == base["waveform"][0])[0])
         assert torch.equal(aug["waveform"], base["waveform"].roll(shift))
         assert "gt_map" not in aug  # training samples carry no evaluation ground truth
+
+
+def test_class_map_labels_each_objects_pixels_with_its_class_and_the_rest_background():
+    ds = configured(num_samples=20)
+    for i in range(20):
+        objects = ds.scene(i)
+        labels = ds.class_map(objects, 64)
+        assert set(labels.unique().tolist()) <= {0} | {1 + o.cls for o in objects}
+        top = objects[-1]  # drawn last: nothing hides it
+        x0, y0, x1, y1 = top.box
+        cy, cx = int((y0 + y1) / 2 * 64), int((x0 + x1) / 2 * 64)
+        if ds.identities[top.cls].shape != "ring":  # a ring's centre is background
+            assert labels[cy, cx] == top.cls + 1
+        sounding = {1 + o.cls for o in objects if o.sounding}
+        pixels = ds.sounding_mask(objects, 64).bool()
+        assert all(v in sounding for v in labels[pixels].unique().tolist())
+        assert not any(v in sounding for v in labels[~pixels].unique().tolist())
