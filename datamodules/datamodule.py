@@ -61,6 +61,11 @@ class SwappedAudio(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def __getattr__(self, name: str):  # class_id, shifted_waveform, ... of the wrapped set
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
     def partner(self, index: int) -> int:
         n = len(self.dataset)
         own = self.dataset.class_id(index)
@@ -97,6 +102,8 @@ class AudioVisualDataModule(L.LightningDataModule):
         eval_batch_size: batch size for validation and test (default: ``batch_size``).
         num_workers: loader processes (default: the number of CPU cores, at most 8).
         swap_test_audio: give each test image the audio of a sample of another class.
+        swap_train_audio: the same for every training image, a control: with no image-sound
+            correspondence left to learn, a method that listens must end near its untrained score.
         neighbours: top-k neighbour tables of the training set (``sslbench knn``), for methods that
             draw conceptually similar positives (SSL-Align).
         keep_test_ids_in_train: keep training samples whose ids are in a test set (the public
@@ -120,6 +127,7 @@ class AudioVisualDataModule(L.LightningDataModule):
         eval_batch_size: int | None = None,
         num_workers: int | None = None,
         swap_test_audio: bool = False,
+        swap_train_audio: bool = False,
         neighbours: str | None = None,
         keep_test_ids_in_train: bool = False,
     ):
@@ -138,7 +146,7 @@ class AudioVisualDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = min(8, os.cpu_count() or 1) if num_workers is None else num_workers
-        self.swap_test_audio = swap_test_audio
+        self.swap_test_audio, self.swap_train_audio = swap_test_audio, swap_train_audio
         self.neighbours = neighbours
         self.frontend = build_frontend(self.preset)
         names = [d.name for d in self.test_sets]
@@ -228,13 +236,16 @@ class AudioVisualDataModule(L.LightningDataModule):
         """The training set with the extra views the method being trained asks for."""
         module = self.trainer.lightning_module if self.trainer is not None else None
         spec = getattr(module, "train_views", None) or ViewSpec()
+        if self.swap_train_audio and isinstance(self.train_set, IterableDataset):
+            raise ValueError("swap_train_audio needs an indexed training set; streamed shards cannot pair samples")
+        heard = SwappedAudio(self.train_set) if self.swap_train_audio else self.train_set
         if spec.empty:
-            return self.train_set
+            return heard
         if isinstance(self.train_set, IterableDataset):
             raise ValueError(f"{type(module).__name__} trains on extra views of each sample, which streamed shards cannot give yet; "
                              "train it on the frames/ + audio/ folder")
         tables = NeighbourTables.load(self.neighbours) if spec.conceptual and self.neighbours else None
-        return ViewedDataset(self.train_set, spec, tables)
+        return ViewedDataset(heard, spec, tables)
 
     def val_dataloader(self) -> DataLoader | list:
         return [] if self.val_set is None else self._loader(self.val_set, train=False)

@@ -47,3 +47,18 @@ def test_swapped_audio_moves_everything_heard_and_nothing_seen():
     # the front-end hears a mixture through its sources' log-spectrograms: those must move too
     assert torch.equal(got["views"][MIX_SOURCES], other["views"][MIX_SOURCES])
     assert not torch.equal(got["views"][MIX_SOURCES], own["views"][MIX_SOURCES])
+
+
+def test_swap_train_audio_trains_on_mismatched_pairs():
+    from datamodules import AudioVisualDataModule
+
+    data = AudioVisualDataModule(train=SyntheticScenes("train", 8), audio_preset="quick", image_size=32,
+                                 batch_size=4, num_workers=0, swap_train_audio=True)
+    data.setup("fit")
+    heard = data.viewed_train_set()
+    assert isinstance(heard, SwappedAudio) and heard.dataset is data.train_set
+    for i in range(8):
+        assert heard.class_id(heard.partner(i)) != heard.class_id(i)
+    plain = AudioVisualDataModule(train=SyntheticScenes("train", 8), audio_preset="quick", image_size=32, batch_size=4, num_workers=0)
+    plain.setup("fit")
+    assert plain.viewed_train_set() is plain.train_set
