@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import torch
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
@@ -143,6 +144,25 @@ class SSLBenchCLI(LightningCLI):
         best = callback.best_model_path if callback is not None and callback.best_model_path else None
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best)
 
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        """With ``--ckpt_path``, the checkpoint's model settings are the starting point and the
+        config files and flags given apply on top: ``sslbench test --ckpt_path ckpt
+        --model.init_args.single_map true`` changes what it says. Lightning itself applies the
+        checkpoint's hyperparameters last, silently undoing such flags (Lightning PR #21455)."""
+        subcommand, path = subcommand_and_checkpoint(args, self.subcommands())
+        model = checkpoint_model_config(path)
+        if model is not None:
+            self._subcommand_parsers[subcommand].set_defaults({"model": model})
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        late = checkpoint_model_config(self.config[subcommand].get("ckpt_path")) if subcommand and model is None else None
+        if late is not None:  # named in a config file: the same, once it is known
+            self._subcommand_parsers[subcommand].set_defaults({"model": late})
+            super().parse_arguments(parser, args)
+
+    def _parse_ckpt_path(self) -> None:
+        """Done in :meth:`parse_arguments`, under the user's settings."""
+
     def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
         """A released checkpoint of a reference repository as ``--ckpt_path``: remap it into the
         model here; Lightning then runs from the model as it is."""
@@ -152,6 +172,32 @@ class SSLBenchCLI(LightningCLI):
             print(f"sslbench: {load_reference_checkpoint(self.model, path)}", file=sys.stderr)
             kwargs["ckpt_path"] = None
         return kwargs
+
+
+def subcommand_and_checkpoint(args, subcommands) -> tuple[str | None, str | None]:
+    """The subcommand and ``--ckpt_path`` of a command line (``args``, else ``sys.argv``)."""
+    if isinstance(args, (dict, Namespace)):
+        return None, None
+    argv = [str(a) for a in (sys.argv[1:] if args is None else args)]
+    subcommand = next((a for a in argv if a in subcommands), None)
+    path = None
+    for i, arg in enumerate(argv):
+        if arg == "--ckpt_path" and i + 1 < len(argv):
+            path = argv[i + 1]
+        elif arg.startswith("--ckpt_path="):
+            path = arg.partition("=")[2]
+    return subcommand, path
+
+
+def checkpoint_model_config(path: str | None) -> dict[str, Any] | None:
+    """``{"class_path", "init_args"}`` of a Lightning checkpoint saved through the CLI, else None
+    (no file, a released reference checkpoint, or no recorded class)."""
+    if not path or not Path(path).is_file() or detect_layout(path) is not None:
+        return None
+    hparams = dict(torch.load(path, weights_only=True, map_location="cpu").get("hyper_parameters") or {})
+    hparams.pop("_instantiator", None)
+    class_path = hparams.pop("_class_path", None)
+    return None if class_path is None else {"class_path": class_path, "init_args": hparams}
 
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> SSLBenchCLI:

@@ -158,6 +158,13 @@ def test_ioi_on_synthetic_duets_end_to_end(tmp_path, run_root):
     metrics = run_files(tmp_path, "metrics.csv")[-1].read_text()
     assert "test/synthetic_duet/cap" in metrics and "train/osc" in run_files(tmp_path, "metrics.csv")[0].read_text()
 
+    # the checkpoint names its method; a flag on top of it is obeyed (Lightning alone applies the
+    # checkpoint's hyperparameters last and would drop it)
+    main(["test", *duets, "--ckpt_path", str(ckpt), "--model.init_args.single_map", "true", *run_root])
+    baseline = json.loads(run_files(tmp_path, "test_synthetic_duet.json")[-1].read_text())
+    assert baseline["run"]["method"] == "IOI"
+    assert baseline["objects_per_sample"] == 1.0 and baseline["count_accuracy"] == 0.0  # one map for two sources
+
 
 EXPERIMENTS = sorted(
     p for p in (REPO / "experiments").rglob("*.yaml") if p.parent.name not in ("trainer", "sweeps") and p.name not in ("ogl.yaml", "base.yaml")
