@@ -1,10 +1,11 @@
 """The synthetic stand-in for labelled pretraining: its dense labels follow the image."""
 
+import pytest
 import torch
 
 from datamodules import SyntheticScenes
 from sslbench.audio import PRESETS
-from sslbench.bench.encoders import cell_labels, random_flips
+from sslbench.bench.encoders import CosineCellProbe, cell_labels, random_flips
 
 
 def test_cell_labels_take_the_class_covering_most_of_each_cell():
@@ -31,3 +32,14 @@ def test_random_flips_move_images_and_label_maps_together():
     moved = [not torch.equal(flipped_labels[b], labels[b]) for b in range(16)]
     assert 0 < sum(moved) < 16  # some samples flipped, some kept
     assert torch.equal(image[:, 0].long(), labels)  # the inputs are left alone
+
+
+def test_cosine_cell_probe_scores_directions_not_magnitudes():
+    probe = CosineCellProbe(8, 3, scale=10.0)
+    features = torch.rand(2, 8, 4, 4)
+    logits = probe(features)
+    assert logits.shape == (2, 3, 4, 4) and logits.abs().max() <= 10.0 + 1e-5
+    torch.testing.assert_close(probe(5 * features), logits)
+    with torch.no_grad():
+        probe.directions[1] = features[0, :, 2, 3]
+    assert probe(features)[0, 1, 2, 3].item() == pytest.approx(10.0, abs=1e-4)

@@ -176,3 +176,15 @@ def test_contract_variable_object_maps_and_frozen_vision():
     assert torch.isfinite(paper.compute_loss(b)["loss"])
     with pytest.raises(ValueError, match="ioi_form"):
         IOI(vision_weights=None, backbone_width=4, ioi_form="dot")
+
+
+def test_single_map_baseline_scores_the_sound_associated_map_as_one_object():
+    torch.manual_seed(0)
+    model = IOI(vision_weights=None, backbone_width=4).eval()
+    baseline = IOI(vision_weights=None, backbone_width=4, single_map=True).eval()
+    baseline.load_state_dict(model.state_dict())
+    b = random_batch(3, size=64)
+    maps = baseline.object_maps(b.image, b.audio, (64, 64))
+    assert [m.shape for m in maps] == [(1, 64, 64)] * 3
+    expected = F.interpolate(model(b.image, b.audio)[:, None], size=(64, 64), mode="bilinear", align_corners=True)
+    torch.testing.assert_close(torch.stack(maps), expected)

@@ -22,7 +22,10 @@ def test_real_sets_become_named_synthetic_stand_ins_and_weights_are_off(tmp_path
 
 
 def test_a_later_class_path_replaces_the_earlier_entry_and_mixtures_shrink_their_base(tmp_path):
-    config = smoke.merged([EXP / "synthetic" / "base.yaml", EXP / "synthetic" / "ioi_stacked.yaml"])
+    stacked = yaml.safe_load((EXP / "ioi_synthetic_duet.yaml").read_text())["data"]["val"]  # a StackedMixture
+    mixture = tmp_path / "mixture.yaml"
+    mixture.write_text(yaml.safe_dump({"data": {"train": stacked}}))
+    config = smoke.merged([EXP / "synthetic" / "base.yaml", mixture])
     train = config["data"]["train"]
     assert train["class_path"] == "StackedMixture" and "num_samples" not in train["init_args"]
     out = smoke.smoke_config(config, tmp_path / "r18.pth", None)
@@ -45,7 +48,7 @@ def test_overlays_run_on_their_base_and_every_config_is_covered():
 
 @pytest.mark.slow
 def test_smoke_runs_a_paper_config_and_a_synthetic_one(tmp_path, capsys):
-    status = smoke.main([str(EXP / "sspl.yaml"), str(EXP / "synthetic" / "ioi_stacked.yaml"), "--out", str(tmp_path)])
+    status = smoke.main([str(EXP / "sspl.yaml"), str(EXP / "ioi_synthetic_duet.yaml"), "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert status == 0, out
     assert "2 ok, 0 failed" in out

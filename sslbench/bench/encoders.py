@@ -8,9 +8,11 @@ Flickr's objects) and saves them as weight files the methods load like the relea
 - VGG16 conv5_3 and a torchvision-layout ResNet-18, each with a linear probe: which classes are
   visible (multi-label, BCE);
 - the ResNet-18 also labels every cell of its feature grid with the class seen there, background
-  included (a 1 x 1 convolution, cross-entropy). IOI groups cells by the cosine of frozen features,
-  which relies on ImageNet features being alike across one object and across the background; the
-  image-level labels alone left cells of one object at a median cosine of 0.43 (below tau2 = 0.6);
+  included, with a cosine classifier (cross-entropy on scaled cosines to one learnt direction per
+  class). IOI compares frozen cell features by cosine: cells of one object alike (tau2 = 0.6),
+  background cells alike (tau1 = 0.7), and a silent object's cells far from the sound's direction
+  (its S_v must fall under the 0.1 stop). Image-level labels alone left one object's cells at a
+  median cosine of 0.43;
 - VGGish + a linear probe: which class sounds (cross-entropy).
 
     python -m sslbench.bench.encoders --width 8 --out runs/synthetic_encoders
@@ -62,6 +64,18 @@ def random_flips(*tensors: torch.Tensor) -> list[torch.Tensor]:
     return out
 
 
+class CosineCellProbe(nn.Module):
+    """Per-cell class logits: scale * cos(feature, class direction)."""
+
+    def __init__(self, channels: int, classes: int, scale: float = 10.0):
+        super().__init__()
+        self.directions = nn.Parameter(torch.randn(classes, channels))
+        self.scale = scale
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.scale * torch.einsum("bchw,kc->bkhw", F.normalize(features, dim=1), F.normalize(self.directions, dim=1))
+
+
 def pretrain(width: int = 8, image_size: int = 128, samples: int = 3000, epochs: int = 4, out: str = "runs/synthetic_encoders",
              audio_preset: str = "quick_vggish", lr: float = 1e-3, seed: int = 0) -> dict[str, Path]:
     torch.manual_seed(seed)
@@ -71,7 +85,7 @@ def pretrain(width: int = 8, image_size: int = 128, samples: int = 3000, epochs:
     frontend = build_frontend(preset)
     vision, resnet, audio = VGG16Conv53(width), ResNetTrunk(3, width, 2), VGGish(width)
     vision_probe, resnet_probe = nn.Linear(vision.out_channels, data.num_classes), nn.Linear(resnet.out_channels, data.num_classes)
-    cell_probe = nn.Conv2d(resnet.out_channels, data.num_classes + 1, 1)
+    cell_probe = CosineCellProbe(resnet.out_channels, data.num_classes + 1)
     audio_probe = nn.Linear(128, data.num_classes)
     modules = (vision, resnet, audio, vision_probe, resnet_probe, audio_probe, cell_probe)
     params = [p for m in modules for p in m.parameters()]

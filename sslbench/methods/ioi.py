@@ -11,7 +11,8 @@ https://arxiv.org/abs/2403.17420 ; reference VisualAIKHU/NoPrior_MultiSSL (metho
 - Clustering: background when cos(E_n, E_t) > tau1 = 0.7, union-find on cos > tau2 = 0.6.
 - L_osc (``sslbench.losses.osc``), code or paper normalisation. Total = L_avc + L_osc.
 - Inference: one map per object group, the mean of its iterations' maps: a variable number of
-  objects per sample, none when nothing sounds.
+  objects per sample, none when nothing sounds. ``single_map: true`` scores S_v as one object
+  instead: the single-map baseline on the very same network.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class IOI(LocalizationMethod):
         lr: Adam learning rate (1e-4 in the scripts).
         weight_decay: Adam weight decay.
         object_guidance: optional OGL on the single-source path.
+        single_map: at test time return S_v as the one object of every sample (a baseline), not
+            the IOI groups.
     """
 
     raw_score_range = (-1.0, 1.0)  # the own-pair cosine map
@@ -79,6 +82,7 @@ class IOI(LocalizationMethod):
         lr: float = 1e-4,
         weight_decay: float = 0.0,
         object_guidance: ObjectGuidance | None = None,
+        single_map: bool = False,
     ):
         super().__init__(lr=lr, weight_decay=weight_decay, object_guidance=object_guidance)
         for name, value in (("avc", avc), ("ioi_form", ioi_form), ("clustering", clustering), ("osc_normalization", osc_normalization)):
@@ -137,6 +141,8 @@ class IOI(LocalizationMethod):
     @torch.no_grad()
     def object_maps(self, image: Tensor, audio: Tensor, size: int | tuple[int, int]) -> list[Tensor]:
         """Per sample, (n_i, H, W): the mean map of each object group, upsampled; n_i may be 0."""
+        if self.hparams.single_map:
+            return super().object_maps(image, audio, size)
         visual, audio_emb = self.embed(image, audio)
         found = self.identify(visual.float(), audio_emb.float())
         groups, _ = self.clusters(found)
