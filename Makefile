@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export WANDB_SILENT := true
 
-.PHONY: help venv test test-slow test-all lint smoke demo bench bench-eval bench-data bench-methods bench-ioi lock clean
+.PHONY: help venv test test-slow test-all lint smoke demo bench bench-eval bench-data bench-methods bench-ioi bench-duets lock clean
 SEEDS ?= 0
 
 help:  ## list the targets
@@ -43,13 +43,16 @@ reproduce-%: $(STAMP)  ## train + test one experiment as its config says: make r
 demo: $(STAMP)  ## train EZ-VSL (margin -0.2) on synthetic scenes on the CPU, test it, print one line
 	$(BIN)/python -m sslbench.demo
 
-bench: bench-eval bench-ioi bench-data bench-methods  ## every benchmark (prints numbers; nothing is timed inside the tests)
+bench: bench-eval bench-ioi bench-data bench-methods bench-duets  ## every benchmark (prints numbers; nothing is timed inside the tests)
 
 bench-eval: $(STAMP)  ## 5,158 maps under every protocol: batched torch vs a per-sample numpy loop (CPU, and GPU if any)
 	$(BIN)/python -m sslbench.bench.eval
 
 bench-ioi: $(STAMP)  ## one IOI step on a batch of 128: batched vs one sample at a time (CPU, and GPU if any)
 	$(BIN)/python -m sslbench.bench.ioi
+
+bench-duets: $(STAMP)  ## IOI on synthetic duets vs its single-map baselines, floors and chance; one table (about 1 h on 2 cores)
+	$(BIN)/python -m sslbench.bench.duets
 
 bench-data: $(STAMP)  ## training loader samples/s: raw frames/audio files vs packed shards, by worker count (about 1 min)
 	$(BIN)/python -m sslbench.bench.data

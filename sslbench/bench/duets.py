@@ -1,0 +1,136 @@
+"""``make bench-duets``: IOI on synthetic duets beside the baselines that give its numbers meaning.
+
+IOI trains with ``experiments/ioi_synthetic_duet.yaml`` and is scored on the test duets under the
+IOI protocol (CAP, PIAP, cIoU@0.3, AUC, source-count accuracy, objects per sample):
+
+- IOI untrained, trained (the epoch with the best validation CAP), and given another mixture's audio;
+- the single-map baselines: IOI's own sound-associated map S_v scored as one object (same network,
+  no iteration), and EZ-VSL trained on the same mixtures, whose map is one object;
+- the trivial floors (centre, whole image, random) and chance count accuracy: 1/3, a uniform guess
+  among one, two or three sources (the paper's counting setting).
+
+    python -m sslbench.bench.duets [--epochs N] [--out runs/bench_duets]
+
+The frozen stand-in ResNet-18 the config names is pretrained first when it is missing (about 10
+min on 2 cores). Writes ``<out>/table.md`` and ``<out>/results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from sslbench.cli import build_cli, finish_wandb_run
+from sslbench.eval.callback import LocalizationEvaluator, run_dir
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / "experiments" / "ioi_synthetic_duet.yaml"
+SYNTHETIC = REPO / "experiments" / "synthetic"
+COLUMNS = ("cap", "piap", "ciou@0.3", "auc", "count_accuracy", "objects_per_sample")
+CHANCE_COUNT_ACCURACY = 1 / 3
+
+
+def stand_in_encoder() -> None:
+    """Pretrain the frozen ResNet-18 stand-in the config names, unless it is there."""
+    model = yaml.safe_load(CONFIG.read_text())["model"]["init_args"]
+    path = REPO / model["vision_weights"]
+    if not path.is_file():
+        from sslbench.bench.encoders import pretrain
+
+        image_size = yaml.safe_load(CONFIG.read_text())["data"]["image_size"]
+        pretrain(width=model["backbone_width"], image_size=image_size, epochs=6, out=str(path.parent))
+
+
+def scorer(cli_args: list[str]):
+    """The CLI objects of one run and a function scoring its first test set as a named phase."""
+    cli = build_cli(cli_args, run=False)
+    trainer, model, data = cli.trainer, cli.model, cli.datamodule
+    evaluator = next(cb for cb in trainer.callbacks if isinstance(cb, LocalizationEvaluator))
+
+    def score(phase: str, checkpoint: str | None = None) -> dict:
+        evaluator.results_dir = str(run_dir(trainer) / "results" / phase)
+        trainer.test(model, datamodule=data, verbose=False, ckpt_path=checkpoint)
+        return evaluator.last_results[data.test_datasets[0].name]
+
+    return trainer, model, data, score
+
+
+def common_args(folder: Path, epochs: int | None) -> list[str]:
+    return [
+        *(["--trainer.max_epochs", str(epochs)] if epochs else []), "--trainer.enable_progress_bar", "false",
+        "--trainer.default_root_dir", str(folder),
+        "--trainer.logger", "CSVLogger", "--trainer.logger.save_dir", str(folder),
+    ]
+
+
+def ioi_rows(epochs: int | None, out: Path) -> dict[str, dict]:
+    start = time.perf_counter()
+    trainer, model, data, score = scorer(["--config", str(CONFIG), *common_args(out / "IOI", epochs)])
+    rows = {"IOI untrained": score("untrained")}
+    trainer.fit(model, datamodule=data)
+    best = trainer.checkpoint_callback.best_model_path or None
+    trained = score("trained", best)
+    rows["IOI"] = trained
+    model.hparams.single_map = True
+    rows["IOI's S_v as one map"] = score("single_map", best)
+    model.hparams.single_map = False
+    data.swap_test_audio = True
+    rows["IOI, another mixture's audio"] = score("swapped", best)
+    data.swap_test_audio = False
+    finish_wandb_run()
+    for name, floor in trained["floors"].items():
+        rows[f"floor: {name}"] = floor
+    rows["IOI"]["seconds"] = time.perf_counter() - start
+    return rows
+
+
+def ezvsl_row(epochs: int | None, out: Path) -> dict[str, dict]:
+    """EZ-VSL (the synthetic budget's settings) trained and tested on the IOI config's mixtures."""
+    start = time.perf_counter()
+    data = {"data": yaml.safe_load(CONFIG.read_text())["data"]}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "duet_data.yaml").write_text(yaml.safe_dump(data))
+    epochs = epochs or yaml.safe_load(CONFIG.read_text())["trainer"]["max_epochs"]
+    args = ["--config", str(SYNTHETIC / "base.yaml"), "--config", str(SYNTHETIC / "ezvsl.yaml"),
+            "--config", str(out / "duet_data.yaml"), *common_args(out / "EZ-VSL", epochs)]
+    trainer, model, data_module, score = scorer(args)
+    trainer.fit(model, datamodule=data_module)
+    row = score("trained", trainer.checkpoint_callback.best_model_path or None)
+    finish_wandb_run()
+    row["seconds"] = time.perf_counter() - start
+    return {"EZ-VSL, one map": row}
+
+
+def table(rows: dict[str, dict]) -> str:
+    lines = ["| | CAP | PIAP | cIoU@0.3 | AUC | count accuracy | objects per sample |", "| --- " * 7 + "|"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | " + " | ".join(f"{r[c]:.3f}" for c in COLUMNS) + " |")
+    lines.append(f"\nChance count accuracy (uniform over 1-3 sources): {CHANCE_COUNT_ACCURACY:.3f}.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, help="training epochs of both methods (default: the IOI config's)")
+    parser.add_argument("--out", default=str(REPO / "runs" / "bench_duets"))
+    args = parser.parse_args(argv)
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    out = Path(args.out)
+    stand_in_encoder()
+    rows = ioi_rows(args.epochs, out)
+    rows.update(ezvsl_row(args.epochs, out))
+    text = table(rows)
+    (out / "table.md").write_text(text + "\n")
+    (out / "results.json").write_text(json.dumps(rows, indent=2, default=str) + "\n")
+    print(text)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
