@@ -7,6 +7,11 @@ another class. Training throughput counts training batches only (no validation),
 epoch on when there is one (the first renders the cached scenes).
 
     python -m sslbench.bench.methods [--methods LVS SSPL ...] [--epochs 8] [--out runs/bench_methods]
+    python -m sslbench.bench.methods --methods SSPL EZ-VSL --control    # trained on swapped audio
+
+``--control`` trains the chosen methods with every training image given another class's audio
+(``data.swap_train_audio``): rows ``<method> [control]``. A method whose score comes from listening
+falls to its untrained level there; one that keeps its score learnt something else.
 
 Results accumulate in ``<out>/results.json``: rerunning some methods replaces only their rows.
 """
@@ -85,12 +90,16 @@ def synthetic_encoders() -> list[str]:
     return ["--model.vision_weights", str(folder / "vgg16_w8.pth"), "--model.vggish_weights", str(folder / "vggish_w8.pth")]
 
 
-def run_one(name: str, epochs: int, out: Path) -> dict[str, float]:
-    """Train and score one method in this process."""
+CONTROL = " [control]"
+
+
+def run_one(row: str, epochs: int, out: Path) -> dict[str, float]:
+    """Train and score one method (``row``: its name, with ``CONTROL`` for the swapped-audio control) in this process."""
     from sslbench.demo import train_and_score
 
     meter = TrainingThroughput()
-    folder = out / name.replace(" ", "_").replace("/", "")
+    name = row.removesuffix(CONTROL)
+    folder = out / row.replace(" ", "_").replace("/", "").replace("[", "").replace("]", "")
     args = [
         "--config", str(SYNTHETIC / "base.yaml"), *METHODS[name],
         "--trainer.max_epochs", str(epochs),
@@ -102,6 +111,8 @@ def run_one(name: str, epochs: int, out: Path) -> dict[str, float]:
         args += ["--data.neighbours", str(neighbour_tables())]
     if name.startswith("SSPL"):
         args += synthetic_encoders()
+    if row.endswith(CONTROL):
+        args += ["--data.swap_train_audio", "true"]
     result = train_and_score(args, callbacks=[meter])
     result["samples_per_second"] = meter.samples_per_second
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
@@ -129,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), metavar="NAME")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--out", default=str(REPO / "runs" / "bench_methods"))
+    parser.add_argument("--control", action="store_true", help="train on swapped audio (rows '<method> [control]')")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one method, print its JSON
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -138,7 +150,8 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("WANDB_MODE", "disabled")
     saved = out / "results.json"  # a partial rerun (--methods ...) updates its rows of the table
     results = json.loads(saved.read_text()) if saved.is_file() else {}
-    for name in args.methods:
+    rows = [name + CONTROL if args.control else name for name in args.methods]
+    for name in rows:
         print(f"bench-methods: training {name} ...", file=sys.stderr, flush=True)
         proc = subprocess.run(
             [sys.executable, "-m", "sslbench.bench.methods", "--one", name, "--epochs", str(args.epochs), "--out", str(out)],
@@ -150,7 +163,8 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"bench-methods: {name} failed (exit {proc.returncode})")
         results[name] = json.loads(line.removeprefix("RESULT "))
         print(table({name: results[name]}).splitlines()[-1], file=sys.stderr, flush=True)
-    text = table({name: results[name] for name in METHODS if name in results})
+    order = [r for name in METHODS for r in (name, name + CONTROL)]
+    text = table({name: results[name] for name in order if name in results})
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(text + "\n")
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
