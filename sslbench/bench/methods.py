@@ -135,6 +135,15 @@ def table(results: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def save(results: dict[str, dict[str, float]], out: Path) -> str:
+    order = [r for name in METHODS for r in (name, name + CONTROL)]
+    text = table({name: results[name] for name in order if name in results})
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table.md").write_text(text + "\n")
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return text
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), metavar="NAME")
@@ -163,11 +172,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"bench-methods: {name} failed (exit {proc.returncode})")
         results[name] = json.loads(line.removeprefix("RESULT "))
         print(table({name: results[name]}).splitlines()[-1], file=sys.stderr, flush=True)
-    order = [r for name in METHODS for r in (name, name + CONTROL)]
-    text = table({name: results[name] for name in order if name in results})
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "table.md").write_text(text + "\n")
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        text = save(results, out)  # after every row: an interrupted bench keeps what it finished
     print(text)
 
 
