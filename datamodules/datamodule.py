@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from datamodules.base import AVDataset, ids_hash
 from datamodules.batch import AVBatch, collate
-from datamodules.mixtures import MIX_SOURCES
+from datamodules.mixtures import MIX_SOURCES, is_heard
 from datamodules.synthetic import SyntheticScenes
 from datamodules.transforms import normalize_uint8
 from datamodules.views import NeighbourTables, ViewedDataset, ViewSpec
@@ -80,7 +80,7 @@ class SwappedAudio(Dataset):
         if sample is None or other is None:
             return None
         # everything heard moves: the clip, and a mixture's separate sources
-        heard = {k: v for k, v in (other.get("views") or {}).items() if k == MIX_SOURCES or k.startswith("waveform_")}
+        heard = {k: v for k, v in (other.get("views") or {}).items() if is_heard(k)}
         return {**sample, "waveform": other["waveform"], "views": {**(sample.get("views") or {}), **heard}}
 
 

@@ -29,6 +29,11 @@ from sslbench.eval.functional import gt_map_vggss
 #: the views key holding each mixture's K source waveforms (B, K, T): the front-end averages
 #: their log-spectrograms into ``audio``
 MIX_SOURCES = "mix_sources"
+
+
+def is_heard(view: str) -> bool:
+    """Whether a view key carries audio: a mixture's sources, or a ``waveform_*`` clip."""
+    return view == MIX_SOURCES or view.startswith("waveform_")
 AUDIO_MIXES = ("log_spectrogram", "waveform")
 
 

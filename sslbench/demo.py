@@ -25,20 +25,27 @@ def run(args: list[str] | None = None) -> dict[str, float]:
     return train_and_score(["--config", str(DEMO_CONFIG), *(args or [])])
 
 
-def train_and_score(cli_args: list[str], callbacks: list | None = None) -> dict[str, float]:
-    """Score the configured model on its first test set untrained, train it, score the epoch with
-    the best validation cIoU, then the same with every test image given another class's audio."""
-    start = time.perf_counter()
+def scorer(cli_args: list[str], callbacks: list | None = None):
+    """``(trainer, model, data, score)`` of one configured run; ``score(phase, checkpoint)`` tests
+    on the first test set, keeps that phase's files apart and returns its summary."""
     cli = build_cli(cli_args, run=False)
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
     trainer.callbacks.extend(callbacks or [])
     evaluator = next(cb for cb in trainer.callbacks if isinstance(cb, LocalizationEvaluator))
 
-    def score(phase: str, checkpoint: str | None = None) -> dict[str, float]:
+    def score(phase: str, checkpoint: str | None = None) -> dict:
         evaluator.results_dir = str(run_dir(trainer) / "results" / phase)  # keep each phase's files
         trainer.test(model, datamodule=data, verbose=False, ckpt_path=checkpoint)
-        return evaluator.last_results[data.test_datasets[0].name]  # the method's numbers, not its floors
+        return evaluator.last_results[data.test_datasets[0].name]  # the method's numbers; floors inside
 
+    return trainer, model, data, score
+
+
+def train_and_score(cli_args: list[str], callbacks: list | None = None) -> dict[str, float]:
+    """Score the configured model on its first test set untrained, train it, score the epoch with
+    the best validation cIoU, then the same with every test image given another class's audio."""
+    start = time.perf_counter()
+    trainer, model, data, score = scorer(cli_args, callbacks)
     untrained = score("untrained")
     trainer.fit(model, datamodule=data)
     best = trainer.checkpoint_callback.best_model_path or None  # chosen on the validation split

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import yaml
 
-from sslbench.cli import build_cli, finish_wandb_run
-from sslbench.eval.callback import LocalizationEvaluator, run_dir
+from sslbench.cli import finish_wandb_run
+from sslbench.demo import scorer
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "experiments" / "ioi_synthetic_duet.yaml"
@@ -40,27 +40,13 @@ STOP_THRESHOLDS = (0.45, 0.5, 0.55, 0.6)  # around the config's 0.5
 
 def stand_in_encoder() -> None:
     """Pretrain the frozen ResNet-18 stand-in the config names, unless it is there."""
-    model = yaml.safe_load(CONFIG.read_text())["model"]["init_args"]
+    config = yaml.safe_load(CONFIG.read_text())
+    model = config["model"]["init_args"]
     path = REPO / model["vision_weights"]
     if not path.is_file():
         from sslbench.bench.encoders import pretrain
 
-        image_size = yaml.safe_load(CONFIG.read_text())["data"]["image_size"]
-        pretrain(width=model["backbone_width"], image_size=image_size, epochs=6, out=str(path.parent))
-
-
-def scorer(cli_args: list[str]):
-    """The CLI objects of one run and a function scoring its first test set as a named phase."""
-    cli = build_cli(cli_args, run=False)
-    trainer, model, data = cli.trainer, cli.model, cli.datamodule
-    evaluator = next(cb for cb in trainer.callbacks if isinstance(cb, LocalizationEvaluator))
-
-    def score(phase: str, checkpoint: str | None = None) -> dict:
-        evaluator.results_dir = str(run_dir(trainer) / "results" / phase)
-        trainer.test(model, datamodule=data, verbose=False, ckpt_path=checkpoint)
-        return evaluator.last_results[data.test_datasets[0].name]
-
-    return trainer, model, data, score
+        pretrain(width=model["backbone_width"], image_size=config["data"]["image_size"], epochs=6, out=str(path.parent))
 
 
 def common_args(folder: Path, epochs: int | None) -> list[str]:
