@@ -84,6 +84,17 @@ class SwappedAudio(Dataset):
         return {**sample, "waveform": other["waveform"], "views": {**(sample.get("views") or {}), **heard}}
 
 
+def as_mixture_of_one(batch: AVBatch, module) -> None:
+    """A single-source evaluation batch becomes a mixture of K = 1 for methods that score every set
+    through their object maps (IOI, as NoPrior's ``test_step`` with ``concat_num=1``). Its gt frame
+    is binarised as ``StackedMixture`` binarises each source's (gt > 0)."""
+    if (
+        getattr(module, "scores_single_sets_as_mixtures", False) and batch.gt_map is not None
+        and batch.gt_frames is None and batch.n_boxes is None and batch.group is None
+    ):
+        batch.gt_frames = (batch.gt_map > 0).float()[:, None]
+
+
 class AudioVisualDataModule(L.LightningDataModule):
     """Frames, audio clips and ground truth for training, validation and any number of test sets.
 
@@ -259,6 +270,7 @@ class AudioVisualDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch: AVBatch | None, dataloader_idx: int) -> AVBatch | None:
         """Compute the audio front-end batched, on the batch's device."""
         if batch is not None:
+            as_mixture_of_one(batch, self.trainer.lightning_module if self.trainer is not None else None)
             if batch.image.dtype == torch.uint8:  # shipped as bytes (packed shards): normalise here
                 batch.image = normalize_uint8(batch.image)
             frontend = self.frontend.to(batch.waveform.device)

@@ -1,8 +1,8 @@
 """Mixtures composed from any single-source set, for methods that localize several sources.
 
 - ``StackedMixture``: NoPrior's mixtures (methods.md 7): K frames stacked vertically (3 x K*H x
-  W), one gt frame per source, the partners of item i being i + j * N / K of the base set (so the
-  mixture set has N / K items). The sounds are mixed as NoPrior mixes them, by averaging the K
+  W), one gt frame per source, the partners of item i being i + (j * N) // K of the base set (so
+  the mixture set has N // K items), as NoPrior's ``datasets_flow.py`` pairs them. The sounds are mixed as NoPrior mixes them, by averaging the K
   log-spectrograms (the data module's front-end does it on the batch), or by averaging waveforms.
 - ``DuetComposer``: seeded mixtures with a saved list, in three layouts:
   ``side_by_side`` (VGGSound-Duet: two frames side by side, squeezed into one square frame, the
@@ -67,8 +67,10 @@ class StackedMixture(AVDataset):
         self.base.configure(image_size=image_size, audio=audio, train=train, eval_size=eval_size)
 
     def partners(self, index: int) -> list[int]:
-        stride = len(self.base) // self.sources
-        return [index + j * stride for j in range(self.sources)]
+        # NoPrior datasets_flow.py __getitem__: idx + i * len(files) // concat_num, i.e. (i * N) // K,
+        # which differs from i * (N // K) whenever K does not divide N
+        n = len(self.base)
+        return [index + (j * n) // self.sources for j in range(self.sources)]
 
     @property
     def sample_ids(self) -> list[str]:

@@ -94,6 +94,12 @@ LAYOUTS: dict[str, ReferenceLayout] = {
             )
         ),
     ),
+    "noprior": ReferenceLayout(  # VisualAIKHU/NoPrior_MultiSSL train.py (Lightning, "model." prefix) or {"model": ...}
+        "noprior", "IOI", ("state_dict", "model"),
+        ((r"^(model\.)?imgnet\.", "visual_net."), (r"^(model\.)?audnet\.", "audio_net.")),
+        # Hear-The-Flow's optical-flow branch: sslbench's IOI has no flow input (the paper never mentions it)
+        (r"^(model\.)?(flownet|flowatt)\.",),
+    ),
     "sspl": ReferenceLayout(  # zjsong/SSPL main.py: frame_/sound_/pcm_/ssl_head_best.pth
         "sspl", "SSPL",
         unused=(r"^pproc\.",),
@@ -174,7 +180,8 @@ def detect_layout(path: str | Path) -> str | None:
         return "sspl" if _sspl_files(path) else None
     checkpoint = _load_file(path)
     if "state_dict" in checkpoint and "pytorch-lightning_version" in checkpoint:
-        return None
+        lightning_keys = checkpoint["state_dict"]
+        return "noprior" if any(k.startswith("model.imgnet.") for k in lightning_keys) else None
     state = _strip_wrappers(_container(checkpoint, ("model", "model_state_dict")))
     keys = set(state)
     if any(k.startswith(("momentum_imgnet.", "img_proj1.")) for k in keys):
@@ -183,6 +190,8 @@ def detect_layout(path: str | Path) -> str | None:
         return "ezvsl" if state["img_proj.weight"].dim() == 4 else "ssl_align"
     if "audnet.conv1_a.weight" in keys:
         return "lvs"
+    if "imgnet.conv1.weight" in keys and "audnet.conv1.weight" in keys:
+        return "noprior"
     raise ReferenceCheckpointError(
         f"{path} is neither an sslbench checkpoint nor a known reference layout ({', '.join(LAYOUTS)}); "
         f"its first keys: {sorted(keys)[:6]}"
@@ -254,4 +263,6 @@ def load_reference_checkpoint(model: nn.Module, path: str | Path, layout: str | 
         )
     model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
     note = f", ignored {len(dropped)} unused reference keys" if dropped else ""
+    if layout == "noprior" and dropped:
+        note += " (Hear-The-Flow's optical-flow attention: sslbench's IOI has no flow input, so maps are the flow-free model's)"
     return f"loaded {path} ({layout} layout) into {spec.method}: {len(state)} tensors{note}"

@@ -17,7 +17,7 @@ from torch import nn
 
 from sslbench import cli
 from sslbench.checkpoints import ReferenceCheckpointError, detect_layout, load_reference_checkpoint
-from sslbench.methods import EZVSL, LVS, SLAVC, SSPL, SSLAlign
+from sslbench.methods import EZVSL, IOI, LVS, SLAVC, SSPL, SSLAlign
 
 
 def randomize_statistics(module: nn.Module, seed: int = 0) -> nn.Module:
@@ -298,3 +298,28 @@ def test_sslbench_test_scores_a_reference_checkpoint(tmp_path, run_root, capsys)
     cli.main(args)
     assert "ezvsl layout" in capsys.readouterr().err
     assert list(tmp_path.rglob("test_synthetic*.json"))
+
+
+@torch.no_grad()
+def test_noprior_lightning_checkpoint(tmp_path, inputs):
+    """NoPrior_MultiSSL ``train.py`` saves Lightning checkpoints of ``NoPriorModule``: ``model.imgnet``
+    and ``model.audnet`` (torchvision ResNet-18s, Identity pooling), plus Hear-The-Flow's optical-flow
+    branch ``model.flownet`` / ``model.flowatt``, which sslbench's IOI has no input for (dropped, and
+    said so). The map is the reference's PosLogits, cos(imgnet(x), maxpool(audnet(a)))."""
+    image, audio = inputs
+    ref = nn.Module()
+    ref.imgnet, ref.audnet = torchvision_trunk(False, False), torchvision_trunk(True, False)
+    ref.flowatt = nn.Conv2d(512, 64, 1)  # stands for Self_Attn's query/key/value convs
+    state = {f"model.{k}": v for k, v in ref.state_dict().items()}
+    torch.save({"state_dict": state, "pytorch-lightning_version": "1.9.0", "epoch": 7}, tmp_path / "noprior.ckpt")
+    img = F.normalize(trunk_map(ref.imgnet, image), dim=1)
+    aud = F.normalize(trunk_map(ref.audnet, audio).amax((-2, -1)), dim=1)
+    expected = torch.einsum("nchw,nc->nhw", img, aud)
+
+    assert detect_layout(tmp_path / "noprior.ckpt") == "noprior"
+    model = IOI(vision_weights=None)
+    report = load_reference_checkpoint(model, tmp_path / "noprior.ckpt")
+    assert "optical-flow" in report and "ignored 2 unused" in report
+    torch.testing.assert_close(model.eval()(image, audio), expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ReferenceCheckpointError, match="loads into IOI"):
+        load_reference_checkpoint(EZVSL(vision_weights=None), tmp_path / "noprior.ckpt")

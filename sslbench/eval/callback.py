@@ -173,9 +173,9 @@ class LocalizationEvaluator(Callback):
         low, high = score_range
         return (maps - low) / (high - low)
 
-    def _feed(self, metric, kind: str, maps, batch: AVBatch) -> None:
-        if kind == "multi":
-            known = len(batch.boxes) == len(batch) and all(len(b) for b in batch.boxes)
+    def _feed(self, metric, kind: str, maps, batch: AVBatch, one_source: bool = False) -> None:
+        if kind == "multi":  # sources counted from the boxes, unless a single-source set is scored as a mixture of one
+            known = not one_source and len(batch.boxes) == len(batch) and all(len(b) for b in batch.boxes)
             sources = torch.tensor([len(b) for b in batch.boxes]) if known else None
             metric.update(maps, batch.gt_frames, batch.index, sources)
         elif kind == "segmentation":
@@ -189,10 +189,11 @@ class LocalizationEvaluator(Callback):
         kind = batch_kind(batch)
         protocol = self.protocol_for(trainer, stage, dataloader_idx, kind)
         self.kinds[(stage, dataloader_idx)] = kind
+        one_source = getattr(_dataset(trainer, stage, dataloader_idx), "evaluation", "multi") != "multi"
         maps = outputs["object_maps"] if kind == "multi" else outputs["maps"]
         if protocol.fixed_range:
             maps = self._fixed_range(pl_module, maps, protocol)
-        self._feed(self._metric(stage, dataloader_idx, "method", protocol, pl_module.device), kind, maps, batch)
+        self._feed(self._metric(stage, dataloader_idx, "method", protocol, pl_module.device), kind, maps, batch, one_source)
         if stage != "test":
             return
         frames = batch.gt_frames.shape[1] if kind == "multi" else 1
@@ -203,7 +204,7 @@ class LocalizationEvaluator(Callback):
                 floor_map = list(floor_map.float()[:, None])  # one object map per sample
             elif kind == "segmentation" and floor_map.dtype == torch.bool:
                 floor_map = floor_map.float()  # a constant 1 stays 1 under min-max: every pixel
-            self._feed(self._metric(stage, dataloader_idx, floor, protocol, pl_module.device), kind, floor_map, batch)
+            self._feed(self._metric(stage, dataloader_idx, floor, protocol, pl_module.device), kind, floor_map, batch, one_source)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         self._update(trainer, "val", pl_module, outputs, batch, dataloader_idx)

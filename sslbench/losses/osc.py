@@ -2,10 +2,13 @@
 as read in methods.md 7).
 
 For each sample b and each object group k found by ``cluster_bank``: the anchor A is the bank
-entry at the group's root (a group whose anchor is all zero is skipped, as in the code), the
-positive P the mean of the group's entries, the negative N the mean of every other entry of the
-sample's bank (background and zero padding included) together with E_n;
+entry at the group's root, the positive P the mean of the group's entries, and the negative
+    N = mean(every other entry of the sample's bank, background and zero padding included) + E_n
+as NoPrior's ``model_base.py`` ``object_loss`` computes it (E_n added to the mean, not averaged in
+as one more entry); then
     L_k = (1 - cos(A, P)) + cos(A, N).
+As in the code, a group is skipped when its anchor sums to zero (a padded entry), when it has no
+other entry to take the mean of (NaN there), or when N sums to zero.
 ``normalization="code"`` sums L_k over groups and samples and divides by B; ``"paper"`` divides
 each sample's sum by its number of groups K_b first.
 """
@@ -40,9 +43,12 @@ def osc_loss(bank: Tensor, negative: Tensor, groups: list[list[list[int]]], root
     member_sum = torch.einsum("gt,gtc->gc", members, entries)
     count = members.sum(1, keepdim=True)
     positive = member_sum / count
-    rest = (entries.sum(1) - member_sum + negative[sample]) / (bank.shape[1] - count + 1)
-    counted = anchor.detach().ne(0).any(1).to(bank.dtype)  # an all-zero anchor is skipped, as in the code
-    loss = counted * ((1 - F.cosine_similarity(anchor, positive, dim=1)) + F.cosine_similarity(anchor, rest, dim=1))
+    others = bank.shape[1] - count
+    rest = (entries.sum(1) - member_sum) / others.clamp(min=1) + negative[sample]
+    skipped = (anchor.detach().sum(1) == 0) | (others[:, 0] == 0) | (rest.detach().sum(1) == 0)
+    counted = (~skipped).to(bank.dtype)
+    terms = (1 - F.cosine_similarity(anchor, positive, dim=1)) + F.cosine_similarity(anchor, rest, dim=1)
+    loss = torch.where(skipped, torch.zeros_like(terms), terms)
     per_sample = torch.zeros(bank.shape[0], dtype=bank.dtype, device=bank.device).index_add_(0, sample, loss)
     if normalization == "paper":
         groups_counted = torch.zeros_like(per_sample).index_add_(0, sample, counted)

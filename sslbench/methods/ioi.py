@@ -2,17 +2,20 @@
 to Visually Localize Sound Sources from Mixtures without Prior Source Knowledge", CVPR 2024),
 https://arxiv.org/abs/2403.17420 ; reference VisualAIKHU/NoPrior_MultiSSL (methods.md 7).
 
-- Vision: torchvision ResNet-18 (ImageNet), frozen by default, 7 x 7 at 224; audio: 1-channel
+- Vision: torchvision ResNet-18 (ImageNet), weights frozen by default but its BatchNorm in
+  training mode, as the code leaves it, 7 x 7 at 224; audio: 1-channel
   ResNet-18, global max pooling, L2. No projection heads. (The reference also carries
   Hear-The-Flow's optical-flow attention, which the paper never mentions; it is left out.)
 - L_avc: the LVS loss on the image features (the code, default) or the paper's Eqs. (1)-(3).
 - IOI (``sslbench.nn.ioi``): F^_v = F_v * S_v, E_n from the trimap background, then iterations
-  until no new cell or max(S_v) < 0.1; distances (code) or inner products (paper).
+  (at least one per sample in the code) until no new cell or max(S_v) < 0.1; distances (code) or
+  inner products (paper); in float32 under any autocast.
 - Clustering: background when cos(E_n, E_t) > tau1 = 0.7, union-find on cos > tau2 = 0.6.
 - L_osc (``sslbench.losses.osc``), code or paper normalisation. Total = L_avc + L_osc.
 - Inference: one map per object group, the mean of its iterations' maps: a variable number of
-  objects per sample, none when nothing sounds. ``single_map: true`` scores S_v as one object
-  instead: the single-map baseline on the very same network.
+  objects per sample. Single-source test sets are scored through them too, as mixtures of one.
+  ``single_map: true`` scores S_v as one object instead: the single-map baseline on the very
+  same network.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from sslbench.nn.backbones import init_like_reference, resnet18_trunk
 from sslbench.nn.ioi import Identification, cluster_bank, identify_sounding_objects
 from sslbench.nn.similarity import av_similarity, max_pooled_unit
 
+VISION_BATCHNORM = ("batch", "frozen")
+
 
 class IOI(LocalizationMethod):
     """Sound sources in mixtures of unknown size.
@@ -50,7 +55,10 @@ class IOI(LocalizationMethod):
         tau2: same-object threshold of the clustering (0.6).
         stop_threshold: a sample stops iterating when max(remaining S_v) falls below it (0.1).
         osc_weight: lambda_2, weight of L_osc (1; lambda_1 of L_avc is 1).
-        freeze_vision: keep the ImageNet ResNet-18 frozen (the reference default).
+        freeze_vision: keep the ImageNet ResNet-18's weights frozen (the reference default).
+        vision_batchnorm: the frozen ResNet's BatchNorm in training, ``"batch"`` (the code: it is only
+            ``requires_grad=False``, so it normalises with batch statistics and its running
+            statistics move) or ``"frozen"`` (eval mode: ImageNet statistics, nothing moves).
         vision_weights: ``"imagenet"``, a file path, or null.
         backbone_width: ResNet-18 width; 64 is the real network.
         lr: Adam learning rate (1e-4 in the scripts).
@@ -77,6 +85,7 @@ class IOI(LocalizationMethod):
         stop_threshold: float = 0.1,
         osc_weight: float = 1.0,
         freeze_vision: bool = True,
+        vision_batchnorm: str = "batch",
         vision_weights: str | None = "imagenet",
         backbone_width: int = 64,
         lr: float = 1e-4,
@@ -88,6 +97,8 @@ class IOI(LocalizationMethod):
         for name, value in (("avc", avc), ("ioi_form", ioi_form), ("clustering", clustering), ("osc_normalization", osc_normalization)):
             if value not in ("code", "paper"):
                 raise ValueError(f"{name} must be 'code' or 'paper', got {value!r}")
+        if vision_batchnorm not in VISION_BATCHNORM:
+            raise ValueError(f"vision_batchnorm must be one of {VISION_BATCHNORM}, got {vision_batchnorm!r}")
         self.save_hyperparameters(ignore=["object_guidance"])
         self.lvs_loss = LVSLoss(eps_pos, eps_neg, mask_sharpness, tau, trimap=True, hard_negative=True)
         self.visual_net = resnet18_trunk(3, backbone_width, 2, weights=vision_weights)
@@ -100,7 +111,13 @@ class IOI(LocalizationMethod):
                 rank_zero_warn("IOI: a frozen vision network without pretrained weights keeps random features")
 
     def frozen_modules(self) -> list[nn.Module]:
-        return [self.visual_net] if self.freeze_vision else []
+        return [self.visual_net] if self.freeze_vision and self.hparams.vision_batchnorm == "frozen" else []
+
+    @property
+    def scores_single_sets_as_mixtures(self) -> bool:
+        """NoPrior scores a single-source test set through its object maps, as a mixture of K = 1
+        (``test_step`` with ``concat_num=1``); the single-map baseline scores S_v instead."""
+        return not self.hparams.single_map
 
     def embed(self, image: Tensor, audio: Tensor) -> tuple[Tensor, Tensor]:
         return F.normalize(self.visual_net(image), dim=1), max_pooled_unit(self.audio_net(audio))
@@ -132,9 +149,10 @@ class IOI(LocalizationMethod):
             avc = self.lvs_loss(visual, audio)
         else:
             avc = paper_avc_loss(visual, audio, hp.eps_pos, hp.mask_sharpness)
-        found = self.identify(visual.float(), audio.float())
-        groups, roots = self.clusters(found)
-        osc = osc_loss(found.bank, found.negative, groups, roots, hp.osc_normalization)
+        with torch.autocast(visual.device.type, enabled=False):  # bf16 flips R_p < R_n and the cosines
+            found = self.identify(visual.float(), audio.float())
+            groups, roots = self.clusters(found)
+            osc = osc_loss(found.bank, found.negative, groups, roots, hp.osc_normalization)
         objects = torch.tensor([len(g) for g in groups], dtype=torch.float32).mean()
         return {"loss": avc + hp.osc_weight * osc, "avc": avc, "osc": osc, "objects": objects}
 

@@ -2,9 +2,9 @@
 Algorithm 1; reference ``model.py`` as read in methods.md 7).
 
 The identification loop runs batched: every iteration handles all samples at once, finished
-samples are masked, and the loop ends when every sample has finished (at most h * w iterations,
-since each one either claims a new cell or finishes its sample). Only the union-find clustering,
-whose work depends on each sample's bank, runs per sample.
+samples are masked, and the loop ends when every sample has finished (at most h * w + 1
+iterations, since each one either claims a new cell or finishes its sample). Only the union-find
+clustering, whose work depends on each sample's bank, runs per sample.
 """
 
 from __future__ import annotations
@@ -37,47 +37,61 @@ class Identification:
     negative: Tensor
 
 
+#: ``nn.PairwiseDistance``'s default eps: the reference's R_p and R_n are ||x - y + eps||_2
+PAIRWISE_EPS = 1e-6
+
+
 def identify_objects(
     features: Tensor, sim: Tensor, background: Tensor, form: str = "code", stop_threshold: float = 0.1
 ) -> Identification:
-    """Algorithm 1 on a batch.
+    """Algorithm 1 on a batch, always in float32 (under bf16 autocast R_p < R_n flips).
 
     Args:
         features: (B, C, h, w) sound-associated features F^_v = F_v * S_v.
         sim: (B, h, w) sound-associated map S_v (own-pair cosine).
         background: (B, h, w) background weights (the trimap Neg); E_n = mean over all cells of F^_v * Neg.
-        form: ``"code"`` (a cell joins the object when its L2 distance to E_p is below its distance
-            to E_n) or ``"paper"`` (inner product with E_p above that with E_n).
-        stop_threshold: a sample finishes when max(remaining S_v) falls below it (the code's 0.1),
-            or when an iteration claims no new cell.
+        form: ``"code"`` (NoPrior ``model_base.py`` ``lvs_loss``: ``while True``, every sample runs at
+            least one iteration; a cell joins the object when its L2 distance to E_p is below its
+            distance to E_n) or ``"paper"`` (Algorithm 1: no iteration unless max(S_v) > eps; inner
+            product with E_p above that with E_n).
+        stop_threshold: a sample finishes after an iteration that claims no new cell or leaves
+            max(remaining S_v) below it (the code's 0.1).
     """
     if form not in FORMS:
         raise ValueError(f"unknown IOI form {form!r}; choose one of {FORMS}")
+    with torch.autocast(features.device.type, enabled=False):
+        return _identify(features.float(), sim.float(), background.float(), form, stop_threshold)
+
+
+def _identify(features: Tensor, sim: Tensor, background: Tensor, form: str, stop_threshold: float) -> Identification:
     b, c, h, w = features.shape
-    cells = features.flatten(2)  # (B, C, P): every product below is a batched matrix-vector product
+    cells = features.flatten(2)  # (B, C, P)
     negative = torch.einsum("bcp,bp->bc", cells, background.flatten(1)) / cells.shape[-1]  # mean over all P cells
-    remaining = sim.flatten(1).clone()
+    remaining = sim.flatten(1).detach().clone()
     assigned = torch.zeros_like(remaining, dtype=torch.bool)
-    active = remaining.amax(1) >= stop_threshold  # "while max(S_v) > eps": no sounding cell, no iteration
-    # distances from one matrix-vector product per iteration, ||x - y||^2 = ||x||^2 + ||y||^2 - 2 x.y,
-    # instead of materialising (B, P, C) differences: the loop then costs one pass over the cells
-    squared = torch.einsum("bcp,bcp->bp", cells, cells)
-
-    def squared_distance(vector: Tensor) -> Tensor:
-        return (squared + vector.square().sum(-1, keepdim=True) - 2 * torch.einsum("bcp,bc->bp", cells, vector)).clamp(min=0)
-
-    to_negative = squared_distance(negative) if form == "code" else torch.einsum("bcp,bc->bp", cells, negative)
+    if form == "code":
+        active = torch.ones(b, dtype=torch.bool, device=features.device)
+    else:  # Algorithm 1's "while max(S_v) > eps": a sample with no sounding cell runs no iteration
+        active = remaining.amax(1) > stop_threshold
+    with torch.no_grad():  # regions and maps never carry gradients (the reference detaches its maps)
+        points = cells.detach().transpose(1, 2)  # (B, P, C)
+        if form == "code":
+            to_negative = F.pairwise_distance(points, negative.detach()[:, None], eps=PAIRWISE_EPS)
+        else:
+            to_negative = torch.einsum("bpc,bc->bp", points, negative.detach())
     bank, maps, valid = [], [], []
     rows = torch.arange(b, device=features.device)
-    while bool(active.any()) and len(bank) < h * w:
-        anchor = cells[rows, :, remaining.argmax(1)]  # (B, C): the highest remaining cell of each sample
-        if form == "code":
-            to_anchor = squared_distance(anchor)
-            region = to_anchor < to_negative  # R_p < R_n, compared squared
-            score = -to_anchor.sqrt()  # -R_p
-        else:
-            score = torch.einsum("bcp,bc->bp", cells, anchor)  # R_p
-            region = score > to_negative
+    # each iteration claims a new cell or finishes its sample: at most P + 1 iterations
+    while bool(active.any()) and len(bank) <= h * w:
+        chosen = remaining.argmax(1)
+        anchor = cells[rows, :, chosen]  # (B, C) with gradients: the bank entries E_p
+        with torch.no_grad():
+            if form == "code":
+                score = -F.pairwise_distance(points, points[rows, chosen][:, None], eps=PAIRWISE_EPS)  # -R_p
+                region = -score < to_negative  # R_p < R_n
+            else:
+                score = torch.einsum("bpc,bc->bp", points, points[rows, chosen])  # R_p
+                region = score > to_negative
         new = region & ~assigned & active[:, None]
         bank.append(anchor * active[:, None])
         maps.append(score * active[:, None])
@@ -85,7 +99,7 @@ def identify_objects(
         remaining = remaining.masked_fill(new, 0.0)
         assigned |= new
         finished = ~new.any(1) | (remaining.amax(1) < stop_threshold)
-        active = active & ~finished  # a new tensor: earlier iterations saved the old mask for backward
+        active = active & ~finished
     if not bank:
         return Identification(cells.new_zeros(b, 0, c), cells.new_zeros(b, 0, h, w), active.new_zeros(b, 0), negative)
     return Identification(
@@ -96,11 +110,14 @@ def identify_objects(
 def identify_sounding_objects(
     visual: Tensor, audio: Tensor, eps_neg: float = 0.4, sharpness: float = 0.03, form: str = "code", stop_threshold: float = 0.1
 ) -> Identification:
-    """The IOI step on unit-norm features: S_v = cos(F_v, a), F^_v = F_v * S_v, the trimap
-    background 1 - sigma((S_v - eps_neg) / sharpness), then :func:`identify_objects`."""
-    sim = av_similarity(visual, audio)
-    background = 1 - soft_mask(sim, eps_neg, sharpness)
-    return identify_objects(visual * sim[:, None], sim, background, form, stop_threshold)
+    """The IOI step on unit-norm features, in float32 under any autocast: S_v = cos(F_v, a),
+    F^_v = F_v * S_v, the trimap background 1 - sigma((S_v - eps_neg) / sharpness), then
+    :func:`identify_objects`."""
+    with torch.autocast(visual.device.type, enabled=False):
+        visual, audio = visual.float(), audio.float()
+        sim = av_similarity(visual, audio)
+        background = 1 - soft_mask(sim, eps_neg, sharpness)
+        return identify_objects(visual * sim[:, None], sim, background, form, stop_threshold)
 
 
 def find_root(parent: list[int], i: int) -> int:
@@ -116,12 +133,15 @@ def cluster_bank(
     """Group one sample's bank (T, C) into objects.
 
     Entries with cos(E_n, E_t) > tau1 are background. Pairs (t, k < t) with cos > tau2 are joined
-    by union-find, the earlier entry's root absorbing the later one's. The code form joins a
-    foreground entry with any earlier entry, background included (its k loop does not skip them);
-    the paper's removes background entries first.
+    by union-find as NoPrior's ``model_base.py`` calls it, ``union(parent, t, k)``: the root of the
+    earlier entry k is re-parented under the root of the later entry t, so each group's root, the
+    OSC anchor, is its latest foreground entry that joined another (the paper does not say). The
+    code form joins a foreground entry with any earlier entry, background included (its k loop does
+    not skip them), so a background entry can bridge two groups; the paper's removes background
+    entries first.
 
-    Returns ``(groups, roots, is_background)``: each group's foreground members in bank order and
-    its union-find root (the OSC anchor, which the code form may take from a background entry).
+    Returns ``(groups, roots, is_background)``: each group's foreground members in bank order (the
+    groups ordered by their first member, as the reference's dict fills) and its union-find root.
     """
     t = bank.shape[0]
     if t == 0:
@@ -139,7 +159,7 @@ def cluster_bank(
             if similar[i][k]:
                 root_i, root_k = find_root(parent, i), find_root(parent, k)
                 if root_i != root_k:
-                    parent[root_i] = root_k
+                    parent[root_k] = root_i
     groups: dict[int, list[int]] = {}
     for i in range(t):
         if not is_background[i]:
