@@ -23,7 +23,7 @@ from PIL import Image
 
 from datamodules.base import AVDataset
 from datamodules.folder import read_waveform
-from datamodules.transforms import image_transform, load_rgb
+from datamodules.transforms import load_rgb
 from sslbench.audio import cut_window
 from sslbench.errors import DatasetNotFoundError
 
@@ -120,7 +120,7 @@ class AVSBenchS4(AVDataset):
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         video, category, k = self._samples[index]
         try:
-            image = image_transform(self.image_size, self.train)(load_rgb(self._path("visual_frames", category, video, k)))
+            image = self.frame_transform()(load_rgb(self._path("visual_frames", category, video, k)))
             waveform = self._waveform(category, video, k)
             sample = {"image": image, "waveform": waveform, "index": index, "sample_id": f"{video}_{k}", "class_id": -1}
             if not self.train and self.has_ground_truth:

@@ -9,6 +9,7 @@ from typing import Any
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from datamodules.transforms import image_transform
 from sslbench.audio import PRESETS, AudioPreset
 
 
@@ -33,15 +34,34 @@ class AVDataset(Dataset, ABC):
     #: of its kind, ``sslbench.eval.callback.DEFAULT_PROTOCOLS``)
     protocol: str | None = None
 
+    #: the published benchmark this reader serves (``vggss``, ``flickr``), for protocols whose
+    #: reference treats them apart (SSL-Align upsamples VGG-SS maps as cv2 does, Flickr's not)
+    benchmark: str | None = None
+
     def __init__(self) -> None:
         self.image_size = 224
         self.eval_size = 224
         self.audio: AudioPreset = PRESETS["ezvsl"]
         self.train = False
+        self.train_transform, self.test_transform = "ezvsl", "resize"
 
-    def configure(self, *, image_size: int, audio: AudioPreset, train: bool, eval_size: int = 224) -> None:
-        """Set the frame size, the audio window and train-time augmentation before loading."""
+    def configure(
+        self, *, image_size: int, audio: AudioPreset, train: bool, eval_size: int = 224,
+        train_transform: str = "ezvsl", test_transform: str = "resize",
+    ) -> None:
+        """Set the frame size, the audio window, train-time augmentation and the frame pipelines
+        (``datamodules.transforms.image_transform``) before loading."""
         self.image_size, self.audio, self.train, self.eval_size = image_size, audio, train, eval_size
+        self.train_transform, self.test_transform = train_transform, test_transform
+
+    def frame_transform(self):
+        """This set's frame pipeline: the training or the test one, as configured."""
+        return image_transform(self.image_size, self.train, self.train_transform, self.test_transform)
+
+    def raw_frame(self, index: int):
+        """Sample ``index``'s frame as decoded (PIL image or (3, H, W) uint8), before any resize or
+        crop, for augmentations the references apply to the full frame; None when not kept."""
+        return None
 
     @property
     @abstractmethod

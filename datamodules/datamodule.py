@@ -15,7 +15,7 @@ from datamodules.base import AVDataset, ids_hash
 from datamodules.batch import AVBatch, collate
 from datamodules.mixtures import MIX_SOURCES, is_heard
 from datamodules.synthetic import SyntheticScenes
-from datamodules.transforms import normalize_uint8
+from datamodules.transforms import image_transform, normalize_uint8
 from datamodules.views import NeighbourTables, ViewedDataset, ViewSpec
 from sslbench.audio import build_frontend, get_preset
 
@@ -107,9 +107,18 @@ class AudioVisualDataModule(L.LightningDataModule):
         val: validation set (default: the synthetic val split when training on synthetic data).
         test: test sets, each logged under its own name (default: the synthetic test split).
         audio_preset: front-end preset of ``sslbench.audio.PRESETS`` (window, rate, spectrogram).
+        test_audio_preset: the preset of validation and test sets when a reference's test loader cuts
+            its audio otherwise (LVS: ``lvs_test``, the first 10 s); default: ``audio_preset``.
         image_size: side of the square frames fed to the model.
+        train_transform: training frames, ``ezvsl`` (Resize(1.1 x) + RandomCrop + HFlip), ``sspl``
+            (squashed to 256 x 256 first) or ``mssl`` (squashed to the image size + HFlip, ICL).
+        test_transform: evaluation frames, ``resize`` (EZ-VSL, the default) or ``resize_center_crop``
+            (LVS's test loader).
         eval_size: side of the ground-truth maps the evaluation is computed at (224 in every paper).
         batch_size: training batch size per device (the references' 128 is a global size on 1 GPU).
+        global_batch_size: when set, the batch summed over devices a paper states (SSPL: 256 on 2 or
+            4 GPUs); the per-device batch is derived from the device count at setup and
+            ``batch_size`` is ignored.
         eval_batch_size: batch size for validation and test (default: ``batch_size``).
         num_workers: loader processes (default: the number of CPU cores, at most 8).
         swap_test_audio: give each test image the audio of a sample of another class.
@@ -132,9 +141,13 @@ class AudioVisualDataModule(L.LightningDataModule):
         val: AVDataset | None = None,
         test: list[AVDataset] | None = None,
         audio_preset: str = "ezvsl",
+        test_audio_preset: str | None = None,
         image_size: int = 224,
+        train_transform: str = "ezvsl",
+        test_transform: str = "resize",
         eval_size: int = 224,
         batch_size: int = 128,
+        global_batch_size: int | None = None,
         eval_batch_size: int | None = None,
         num_workers: int | None = None,
         swap_test_audio: bool = False,
@@ -145,6 +158,13 @@ class AudioVisualDataModule(L.LightningDataModule):
         super().__init__()
         self.keep_test_ids_in_train = keep_test_ids_in_train
         self.preset = get_preset(audio_preset)
+        self.test_preset = get_preset(test_audio_preset) if test_audio_preset else self.preset
+        if (self.test_preset.sample_rate, self.test_preset.frontend) != (self.preset.sample_rate, self.preset.frontend):
+            raise ValueError(f"test_audio_preset {self.test_preset.name!r} must share the sample rate and front-end of "
+                             f"audio_preset {self.preset.name!r}: the network sees one kind of input")
+        image_transform(image_size, True, train_transform, test_transform)  # unknown names fail here, not in a worker
+        self.train_transform, self.test_transform = train_transform, test_transform
+        self.global_batch_size = global_batch_size
         self.train_set = _in_role(train if train is not None else SyntheticScenes(), "train")
         if val is None and isinstance(self.train_set, SyntheticScenes):
             val = self.train_set.for_split("val")
@@ -160,19 +180,33 @@ class AudioVisualDataModule(L.LightningDataModule):
         self.swap_test_audio, self.swap_train_audio = swap_test_audio, swap_train_audio
         self.neighbours = neighbours
         self.frontend = build_frontend(self.preset)
+        self.test_frontend = build_frontend(self.test_preset)
         names = [d.name for d in self.test_sets]
         if len(set(names)) != len(names):
             raise ValueError(f"test sets need distinct names to be logged apart, got {names}; set `name:` on each")
 
     def setup(self, stage: str | None = None) -> None:
+        self.derive_batch_size()
         for dataset in [self.train_set, self.val_set, *self.test_sets]:
             if dataset is not None:
+                train = dataset is self.train_set
                 dataset.configure(
-                    image_size=self.image_size, audio=self.preset, train=dataset is self.train_set, eval_size=self.eval_size
+                    image_size=self.image_size, audio=self.preset if train else self.test_preset, train=train,
+                    eval_size=self.eval_size, train_transform=self.train_transform, test_transform=self.test_transform,
                 )
         if stage in (None, "fit"):
             self.guard_against_test_ids()
         self.write_manifests(stage)
+
+    def derive_batch_size(self) -> None:
+        """The per-device batch from ``global_batch_size`` and the trainer's device count."""
+        if self.global_batch_size is None:
+            return
+        devices = self.trainer.world_size if self.trainer is not None else 1
+        if self.global_batch_size % devices:
+            raise ValueError(f"global_batch_size {self.global_batch_size} does not split over {devices} devices")
+        self.batch_size = self.global_batch_size // devices
+        rank_zero_info(f"batch: {self.global_batch_size} in all, {self.batch_size} per device on {devices}")
 
     def guard_against_test_ids(self) -> int:
         """Drop (or, when asked to keep them, count) training samples that are test samples."""
@@ -273,7 +307,8 @@ class AudioVisualDataModule(L.LightningDataModule):
             as_mixture_of_one(batch, self.trainer.lightning_module if self.trainer is not None else None)
             if batch.image.dtype == torch.uint8:  # shipped as bytes (packed shards): normalise here
                 batch.image = normalize_uint8(batch.image)
-            frontend = self.frontend.to(batch.waveform.device)
+            evaluating = self.trainer is not None and not self.trainer.training
+            frontend = (self.test_frontend if evaluating else self.frontend).to(batch.waveform.device)
             sources = batch.views.pop(MIX_SOURCES, None)
             if sources is not None:  # a mixture heard as the mean of its sources' log-spectrograms
                 batch.audio = frontend(sources.flatten(0, 1)).unflatten(0, sources.shape[:2]).mean(1)

@@ -22,7 +22,7 @@ import torch
 import torchaudio
 
 from datamodules.base import AVDataset, ListedSamples
-from datamodules.transforms import image_transform, load_rgb
+from datamodules.transforms import load_rgb
 from sslbench.audio import cut_window
 from sslbench.errors import DatasetNotFoundError
 from sslbench.eval.functional import gt_map_flickr, gt_map_vggss
@@ -202,11 +202,14 @@ class FramesAudioFolder(ListedSamples, AVDataset):
             self._report(self.audio_file(self._ids[index]), err)
             return super().shifted_waveform(index, waveform, shift_seconds)
 
+    def raw_frame(self, index: int):
+        return load_rgb(self.frame_file(self._ids[index]))
+
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         sample_id = self._ids[index]
         frame = self.frame_file(sample_id)
         try:
-            image = image_transform(self.image_size, self.train)(load_rgb(frame))
+            image = self.frame_transform()(load_rgb(frame))
         except Exception as err:
             self._report(frame, err)
             return None
@@ -292,6 +295,8 @@ class VGGSS(ExtendedRows, FramesAudioFolder):
             extended set ``slavc_relative``); ``--evaluator.protocol`` overrides every set's.
     """
 
+    benchmark = "vggss"
+
     def __init__(
         self, root: str, annotations: str, ids: str | None = None, name: str = "vggss", non_sounding: str | None = None,
         protocol: str | None = None,
@@ -344,6 +349,8 @@ class FlickrSoundNet(ExtendedRows, FramesAudioFolder):
         protocol: the evaluation protocol this set is scored under by default (``ezvsl``; an
             extended set ``slavc_relative``); ``--evaluator.protocol`` overrides every set's.
     """
+
+    benchmark = "flickr"
 
     def __init__(
         self, root: str, annotations: str | None = None, ids: str | None = None, name: str = "flickr", non_sounding: str | None = None,

@@ -23,7 +23,6 @@ import torch
 import torch.nn.functional as F
 
 from datamodules.base import AVDataset
-from sslbench.audio import AudioPreset
 from sslbench.eval.functional import gt_map_vggss
 
 #: the views key holding each mixture's K source waveforms (B, K, T): the front-end averages
@@ -62,9 +61,9 @@ class StackedMixture(AVDataset):
         self.base, self.sources, self.audio_mix = base, sources, audio_mix
         self.name = name or f"{base.name}_stacked{sources}"
 
-    def configure(self, *, image_size: int, audio: AudioPreset, train: bool, eval_size: int = 224) -> None:
-        super().configure(image_size=image_size, audio=audio, train=train, eval_size=eval_size)
-        self.base.configure(image_size=image_size, audio=audio, train=train, eval_size=eval_size)
+    def configure(self, **settings) -> None:
+        super().configure(**settings)
+        self.base.configure(**settings)
 
     def partners(self, index: int) -> list[int]:
         # NoPrior datasets_flow.py __getitem__: idx + i * len(files) // concat_num, i.e. (i * N) // K,
@@ -180,9 +179,9 @@ class DuetComposer(AVDataset):
         self.num_mixtures, self.mixtures_file, self.save_list = num_mixtures, mixtures, save_list
         self.name = name or f"{base.name}_{layout}"
 
-    def configure(self, *, image_size: int, audio: AudioPreset, train: bool, eval_size: int = 224) -> None:
-        super().configure(image_size=image_size, audio=audio, train=train, eval_size=eval_size)
-        self.base.configure(image_size=image_size, audio=audio, train=train, eval_size=eval_size)
+    def configure(self, **settings) -> None:
+        super().configure(**settings)
+        self.base.configure(**settings)
 
     @property
     def _mixtures(self) -> list[tuple[list[int], list[bool]]]:

@@ -28,7 +28,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from datamodules.base import AVDataset, ListedSamples
 from datamodules.folder import FRAME_SUFFIXES, files_by_stem, read_audio, read_id_list
-from datamodules.transforms import image_transform, train_crop, train_resize
+from datamodules.transforms import train_crop, train_resize
 from sslbench.audio import cut_window
 from sslbench.errors import DatasetNotFoundError
 
@@ -247,7 +247,7 @@ class PackedShards(ListedSamples, AVDataset, IterableDataset):
             yield buffer.pop(rng.randrange(len(buffer)))
 
     def _stream(self, shards: list[Path], wanted: set[str]):
-        transform = image_transform(self.image_size, self.train)
+        transform = self.frame_transform()
         position = {sid: i for i, sid in enumerate(self._ids)}
         for shard in shards:
             try:
@@ -264,7 +264,7 @@ class PackedShards(ListedSamples, AVDataset, IterableDataset):
         if rate != self.audio.sample_rate:
             wave = torchaudio.functional.resample(wave, rate, self.audio.sample_rate)
         frame = torch.from_numpy(fields["frame.npy"].copy()).permute(2, 0, 1)  # the shard's bytes are read-only
-        if self.train and min(frame.shape[-2:]) == train_resize(self.image_size):
+        if self.train and self.train_transform == "ezvsl" and min(frame.shape[-2:]) == train_resize(self.image_size):
             image = train_crop(self.image_size)(frame)  # stored at the training size: crop and flip, still uint8
         else:
             image = transform(frame.contiguous())

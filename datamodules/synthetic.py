@@ -160,7 +160,9 @@ class SyntheticScenes(AVDataset):
             self.silent_fraction, self.masks, self.frames_per_video, self.name_chosen,
         )
 
-    def configure(self, *, image_size, audio, train, eval_size=224) -> None:
+    def configure(self, *, image_size, audio, train, eval_size=224, **frames) -> None:
+        """As :meth:`AVDataset.configure`; the frame pipelines (``frames``) are recorded but scenes are
+        rendered at ``image_size`` and only flipped in training."""
         if audio.sample_rate != self.sample_rate:
             raise ValueError(
                 f"audio preset {audio.name!r} expects {audio.sample_rate} Hz but SyntheticScenes renders "
@@ -168,7 +170,11 @@ class SyntheticScenes(AVDataset):
             )
         if (image_size, audio) != (self.image_size, self.audio):
             self._rendered.clear()
-        super().configure(image_size=image_size, audio=audio, train=train, eval_size=eval_size)
+        super().configure(image_size=image_size, audio=audio, train=train, eval_size=eval_size, **frames)
+
+    def raw_frame(self, index: int) -> torch.Tensor:
+        """The rendered scene, (3, S, S) uint8, before the training flip."""
+        return torch.from_numpy(self._render(index, self.scene(index))[0]).permute(2, 0, 1)
 
     @property
     def sample_ids(self) -> list[str]:

@@ -1,4 +1,4 @@
-"""Image transforms of the reference loaders (EZ-VSL ``datasets.py``)."""
+"""Image transforms of the reference loaders, by name (EZ-VSL ``datasets.py`` by default)."""
 
 from __future__ import annotations
 
@@ -11,17 +11,40 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def image_transform(size: int, train: bool) -> v2.Compose:
-    """Train: Resize(1.1 * size, bicubic) -> RandomCrop -> HFlip; test: Resize((size, size)), no
-    crop, so normalised boxes stay aligned. Both end with ImageNet normalisation."""
-    if train:
-        geometry = [
-            v2.Resize(train_resize(size), interpolation=v2.InterpolationMode.BICUBIC),
-            v2.RandomCrop(size),
-            v2.RandomHorizontalFlip(),
-        ]
+#: training-frame pipelines of the reference loaders, by name (``data.train_transform``)
+TRAIN_TRANSFORMS = ("ezvsl", "sspl", "mssl")
+#: test-frame pipelines (``data.test_transform``)
+TEST_TRANSFORMS = ("resize", "resize_center_crop")
+
+
+def image_transform(size: int, train: bool, train_form: str = "ezvsl", test_form: str = "resize") -> v2.Compose:
+    """A frame (PIL image or uint8 tensor) -> an ImageNet-normalised float tensor.
+
+    Training (``train_form``):
+    - ``ezvsl`` (EZ-VSL, LVS, SLAVC, SSL-Align ``datasets.py``): Resize(int(1.1 * size), bicubic,
+      short side) -> RandomCrop(size) -> HFlip;
+    - ``sspl`` (SSPL: frames stored squashed to 256 x 256 with cv2 INTER_CUBIC, then the same
+      Resize(246) -> RandomCrop(224) -> HFlip): the squash to round(size * 8 / 7) square first;
+    - ``mssl`` (MSSL ``prepare_data/data.py`` + ``dataloader.py``, ICL's base): cv2.resize to
+      (size, size), INTER_LINEAR, then HFlip; no crop.
+    Test (``test_form``): ``resize`` (EZ-VSL: Resize((size, size)), bicubic, no crop, so normalised
+    boxes stay aligned) or ``resize_center_crop`` (LVS ``dataloader.py``: Resize(size) of the short
+    side, bicubic, then CenterCrop(size)).
+    """
+    if train_form not in TRAIN_TRANSFORMS:
+        raise ValueError(f"unknown train_transform {train_form!r}; choose one of {TRAIN_TRANSFORMS}")
+    if test_form not in TEST_TRANSFORMS:
+        raise ValueError(f"unknown test_transform {test_form!r}; choose one of {TEST_TRANSFORMS}")
+    bicubic, bilinear = v2.InterpolationMode.BICUBIC, v2.InterpolationMode.BILINEAR
+    if train and train_form == "mssl":
+        geometry = [v2.Resize((size, size), interpolation=bilinear, antialias=False), v2.RandomHorizontalFlip()]
+    elif train:
+        squash = [v2.Resize((round(size * 8 / 7),) * 2, interpolation=bicubic, antialias=False)] if train_form == "sspl" else []
+        geometry = [*squash, v2.Resize(train_resize(size), interpolation=bicubic), v2.RandomCrop(size), v2.RandomHorizontalFlip()]
+    elif test_form == "resize_center_crop":
+        geometry = [v2.Resize(size, interpolation=bicubic), v2.CenterCrop(size)]
     else:
-        geometry = [v2.Resize((size, size), interpolation=v2.InterpolationMode.BICUBIC)]
+        geometry = [v2.Resize((size, size), interpolation=bicubic)]
     return v2.Compose(
         [v2.ToImage(), *geometry, v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     )

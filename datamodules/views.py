@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from datamodules.base import AVDataset
-from datamodules.transforms import denormalize, normalize
+from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD, denormalize, normalize, train_resize
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class ViewSpec:
     Attributes:
         second_image: a second draw of the training transform, ``image_2``.
         strong_image: a strongly augmented draw, ``image_aug``.
+        strong_form: how it is drawn (:func:`strong_augmentation`): ``code`` or ``intended``.
         audio_shift_seconds: > 0 adds ``waveform_aug``, shifted by up to this many seconds.
         conceptual: add ``image_conc`` and ``waveform_conc`` from the neighbour tables.
     """
@@ -44,6 +45,7 @@ class ViewSpec:
     strong_image: bool = False
     audio_shift_seconds: float = 0.0
     conceptual: bool = False
+    strong_form: str = "code"
 
     @property
     def empty(self) -> bool:
@@ -57,17 +59,39 @@ class ViewSpec:
         return keys
 
 
-def strong_augmentation() -> v2.Compose:
-    """SSL-Align's v_aug on a [0, 1] image tensor (methods.md 5): a random multiple of 90 degrees,
-    colour jitter (p 0.8), Gaussian blur (p 0.5), flips, translation up to 0.2, grayscale (p 0.2)."""
+STRONG_FORMS = ("code", "intended")
+
+
+def strong_augmentation(size: int, form: str = "code") -> v2.Compose:
+    """SSL-Align's v_aug (methods.md 5).
+
+    ``code`` (kaistmm/ssl_kccv ``Alignment/datasets/dataloader_vggss.py``, ``_load_frame(aug=True)``
+    then ``aug_img_transform``), on the full decoded frame: a rotation by a random multiple of 90
+    degrees (no expand: a wide frame loses its corners), ColorJitter with p 4/5 called as
+    ``brightness=(0, 0.4), contrast=(0, 0.4), saturation=(0, 0.4), hue=(0, 0.1)``, which torchvision
+    reads as factor *ranges* (a brightness factor in [0, 0.4]: a darkened frame), GaussianBlur(3,
+    sigma 0.1-2) with p 1/2; then Resize(int(1.1 * size), bicubic), RandomCrop, HFlip, VFlip,
+    RandomAffine(translate 0.2), CenterCrop, RandomGrayscale(0.2), normalised. Returns the network
+    input from a PIL image or uint8 tensor.
+
+    ``intended``: what the call looks meant to be, ColorJitter(0.4, 0.4, 0.4, 0.1) (factors within
+    +-0.4 of 1, hue +-0.1), with the same rotation, blur, flips, translation and grayscale, applied
+    to an already-cropped [0, 1] training view; returns [0, 1].
+    """
+    if form not in STRONG_FORMS:
+        raise ValueError(f"unknown strong augmentation form {form!r}; choose one of {STRONG_FORMS}")
+    rotate = v2.RandomChoice([v2.RandomRotation((a, a)) for a in (0, 90, 180, 270)])
+    blur = v2.RandomApply([v2.GaussianBlur(3, sigma=(0.1, 2.0))], p=0.5)
+    flips_and_shift = [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(), v2.RandomAffine(degrees=0, translate=(0.2, 0.2))]
+    if form == "intended":
+        return v2.Compose([rotate, v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8), blur, *flips_and_shift,
+                           v2.RandomGrayscale(0.2)])
+    jitter = v2.ColorJitter(brightness=(0, 0.4), contrast=(0, 0.4), saturation=(0, 0.4), hue=(0, 0.1))
     return v2.Compose([
-        v2.RandomChoice([v2.RandomRotation((a, a)) for a in (0, 90, 180, 270)]),
-        v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-        v2.RandomApply([v2.GaussianBlur(3, sigma=(0.1, 2.0))], p=0.5),
-        v2.RandomHorizontalFlip(),
-        v2.RandomVerticalFlip(),
-        v2.RandomAffine(degrees=0, translate=(0.2, 0.2)),
-        v2.RandomGrayscale(0.2),
+        rotate, v2.RandomApply([jitter], p=0.8), blur,
+        v2.Resize(train_resize(size), interpolation=v2.InterpolationMode.BICUBIC), v2.RandomCrop(size), *flips_and_shift,
+        v2.CenterCrop(size), v2.RandomGrayscale(0.2),
+        v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
     ])
 
 
@@ -126,7 +150,7 @@ class ViewedDataset(Dataset):
             )
         self.dataset, self.spec = dataset, spec
         self.neighbours = neighbours.aligned_to(dataset) if spec.conceptual else None
-        self.strong = strong_augmentation() if spec.strong_image else None
+        self.strong = strong_augmentation(dataset.image_size, spec.strong_form) if spec.strong_image else None
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -143,18 +167,38 @@ class ViewedDataset(Dataset):
             return index
         return int(row[torch.randint(row.numel(), ())])
 
+    def strong_view(self, index: int) -> Tensor | None:
+        """``image_aug``: the code form from the full frame when the reader keeps it, else from
+        a training view (as the intended form always is); None when the frame cannot be read."""
+        if self.spec.strong_form == "code":
+            try:
+                frame = self.dataset.raw_frame(index)
+            except Exception:  # unreadable: the training view below reports it and skips the sample
+                frame = None
+            if frame is not None:
+                return self.strong(frame)
+        view = self.dataset[index]
+        if view is None:
+            return None
+        if self.spec.strong_form == "code":  # no full frame: the same pipeline on the cropped view
+            return self.strong(denormalize(view["image"]))
+        return normalize(self.strong(denormalize(view["image"])))
+
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         sample = self.dataset[index]
         if sample is None:
             return None
         views: dict[str, Tensor] = {}
-        extra = [self.dataset[index] for _ in range(int(self.spec.second_image) + int(self.spec.strong_image))]
-        if any(e is None for e in extra):
-            return None
         if self.spec.second_image:
-            views["image_2"] = extra.pop(0)["image"]
+            second = self.dataset[index]
+            if second is None:
+                return None
+            views["image_2"] = second["image"]
         if self.spec.strong_image:
-            views["image_aug"] = normalize(self.strong(denormalize(extra.pop(0)["image"])))
+            strong = self.strong_view(index)
+            if strong is None:
+                return None
+            views["image_aug"] = strong
         if self.spec.audio_shift_seconds > 0:
             shift = float(torch.empty(()).uniform_(-self.spec.audio_shift_seconds, self.spec.audio_shift_seconds))
             views["waveform_aug"] = self.dataset.shifted_waveform(index, sample["waveform"], shift)

@@ -97,3 +97,20 @@ def test_protocol_must_fit_the_kind_it_is_given_for():
         LocalizationEvaluator(protocol="ioi")
     with pytest.raises(ValueError, match="unknown floor"):
         LocalizationEvaluator(floors=["oracle"])
+
+
+def test_sslalign_upsamples_vggss_as_cv2_and_other_sets_with_align_corners():
+    """SSLalignment ``test.py`` ``validate_lvs``: ``if args.testset == 'vggss'`` the maps go through
+    ``cv2.resize(INTER_LINEAR)``, every other set through ``F.interpolate(bilinear, align_corners=True)``;
+    the other protocols upsample one way whatever the set."""
+    from types import SimpleNamespace
+
+    from sslbench.eval.protocols import get_protocol
+
+    sets = [SimpleNamespace(benchmark="vggss"), SimpleNamespace(benchmark="flickr"), SimpleNamespace()]
+    trainer = SimpleNamespace(datamodule=SimpleNamespace(test_datasets=sets))
+    evaluator = LocalizationEvaluator()
+    for name in ("sslalign", "sslalign_adaptive"):
+        modes = [evaluator.upsample_mode(trainer, "test", i, get_protocol(name)) for i in range(3)]
+        assert modes == ["bilinear", "bilinear_align_corners", "bilinear_align_corners"]
+    assert [evaluator.upsample_mode(trainer, "test", i, get_protocol("ezvsl")) for i in range(3)] == ["bilinear_align_corners"] * 3

@@ -138,8 +138,13 @@ def test_object_guidance_normalisations_of_each_reference(tmp_path):
     raw = upsample(model(b.image, b.audio), 64, model.upsample_mode)
     obj = upsample(ObjectGuidance(weights=str(path)).object_map(b.image), 64, model.upsample_mode)
     fixed = ObjectGuidance(alpha=0.9, weights=str(path), normalization="fixed_range")
-    expected = 0.9 * ((raw + 20) / 40).clamp(0, 1) + 0.1 * (obj / 2.5).clamp(0, 1)  # SLAVC: [-1/tau, 1/tau] and [0, 2.5]
+    # SLAVC test.py: min_max_norm(x, -1/tau, 1/tau) and min_max_norm(obj, 0, 2.5), never clipped
+    expected = 0.9 * (raw + 20) / 40 + 0.1 * obj / 2.5
     torch.testing.assert_close(fixed.refine(raw, b.image, model.upsample_mode, model.raw_score_range), expected)
+    # a hand case: av 30 (beyond 1/tau = 20) -> 1.25, obj 5 -> 2.0: 0.9 * 1.25 + 0.1 * 2.0 = 1.325 (clipping gave 1.0)
+    fixed.object_map = lambda image: torch.full((image.shape[0], 7, 7), 5.0)
+    hand = fixed.refine(torch.full_like(raw, 30.0), b.image, model.upsample_mode, model.raw_score_range)
+    torch.testing.assert_close(hand, torch.full_like(raw, 1.325))
     lvs = ObjectGuidance(alpha=0.4, weights=str(path), normalization="lvs")
     constant = torch.full_like(raw, -3.0)  # the one case where 1 - minmax(-x) and minmax(x) differ
     got = lvs.refine(constant, b.image, model.upsample_mode)
@@ -159,3 +164,22 @@ def test_trunk_weights_of_another_width_load_where_they_fit(tmp_path):
     assert torch.equal(model.visual_net.layer3[0].conv2.weight, narrow.layer3[0].conv2.weight)
     with pytest.raises(WeightsUnavailableError, match="width 4"):
         EZVSL(embed_dim=16, backbone_width=4, vision_weights=str(tmp_path / "r18_w8.pth"))
+
+
+def test_object_guidance_mixes_as_each_methods_reference_when_not_told(tmp_path):
+    """SLAVC's ``test.py`` mixes OGL over fixed ranges, SSLalignment's with LVS's inverted min-max,
+    EZ-VSL's with min-max: with ``experiments/ogl.yaml`` on top of a method's config, each gets its
+    own reference's mix; a normalization named in the config wins."""
+    from sslbench.methods import SLAVC
+
+    path = tmp_path / "r18.pth"
+    torch.save(ResNetTrunk(3, 64, 2).state_dict(), path)
+    made = {
+        "EZVSL": EZVSL(embed_dim=16, object_guidance=ObjectGuidance(weights=str(path)), **TINY),
+        "SLAVC": SLAVC(embed_dim=16, object_guidance=ObjectGuidance(weights=str(path)), **TINY),
+        "SSLAlign": SSLAlign(vision_weights=None, backbone_width=4, proj_dim=8, object_guidance=ObjectGuidance(weights=str(path))),
+    }
+    assert {name: m.object_guidance.normalization for name, m in made.items()} == {
+        "EZVSL": "minmax", "SLAVC": "fixed_range", "SSLAlign": "lvs"}
+    told = SLAVC(embed_dim=16, object_guidance=ObjectGuidance(weights=str(path), normalization="minmax"), **TINY)
+    assert told.object_guidance.normalization == "minmax"

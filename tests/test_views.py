@@ -74,3 +74,47 @@ def test_a_folder_reader_cuts_the_shifted_window_from_the_whole_file(tmp_path):
     assert plain[0].item() == pytest.approx(ramp[int(1.5 * rate)], abs=1e-4)  # centred 1 s of 4 s
     assert shifted[0].item() == pytest.approx(ramp[int(2.0 * rate)], abs=1e-4)
     assert data.shifted_waveform(0, plain, 10.0)[-1].item() == pytest.approx(ramp[-1], abs=1e-4)  # kept inside the clip
+
+
+def grey_frame_centres(form: str, draws: int = 400) -> torch.Tensor:
+    """The centre pixel of ``draws`` strong views of a uniform mid-grey frame, back in [0, 1]."""
+    from datamodules.transforms import denormalize
+    from datamodules.views import strong_augmentation
+
+    torch.manual_seed(0)
+    strong = strong_augmentation(32, form)
+    grey = torch.full((3, 40, 60), 128, dtype=torch.uint8)
+    if form == "code":  # the full decoded frame
+        views = [strong(grey) for _ in range(draws)]
+    else:  # an already-cropped [0, 1] training view
+        views = [strong(grey[:, :32, :32].float() / 255) for _ in range(draws)]
+    return torch.stack([denormalize(v)[:, 16, 16] if form == "code" else v[:, 16, 16] for v in views]).mean(1)
+
+
+def test_strong_view_jitters_brightness_as_torchvision_reads_the_code_call():
+    """ssl_kccv ``dataloader_vggss.py`` calls ``ColorJitter(brightness=(0, 0.4), ...)`` with p 4/5:
+    torchvision reads (0, 0.4) as the factor's range, so a jittered grey 0.5 becomes at most 0.2
+    (contrast, saturation and hue leave a uniform grey alone). About 4 in 5 draws are that dark.
+    The intended-looking form (factor 1 +- 0.4) never goes below 0.3."""
+    code = grey_frame_centres("code")
+    dark = float((code < 0.21).float().mean())
+    assert 0.72 < dark < 0.88  # p = 0.8 over 400 draws
+    intended = grey_frame_centres("intended")
+    assert float(intended.min()) > 0.29 and float(intended.max()) < 0.71
+
+
+def test_strong_view_in_the_code_form_starts_from_the_full_frame(tmp_path):
+    """The rotation, jitter and blur run on the decoded frame before Resize(1.1 x) and the crop:
+    ViewedDataset takes the reader's ``raw_frame`` (a wide 48 x 96 JPEG here), and the view still
+    comes out at the training size."""
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "audio").mkdir()
+    Image.fromarray(np.full((48, 96, 3), 200, np.uint8)).save(tmp_path / "frames" / "a.jpg")
+    sf.write(tmp_path / "audio" / "a.wav", np.zeros(16000, np.float32), 16000)
+    data = VGGSound(str(tmp_path))
+    data.configure(image_size=32, audio=get_preset("quick"), train=True)
+    assert data.raw_frame(0).size == (96, 48)
+    viewed = ViewedDataset(data, ViewSpec(strong_image=True, strong_form="code"))
+    calls = []
+    data.raw_frame = lambda index: calls.append(index) or Image.new("RGB", (96, 48), (200, 200, 200))
+    assert viewed[0]["views"]["image_aug"].shape == (3, 32, 32) and calls == [0]

@@ -156,9 +156,14 @@ class LocalizationEvaluator(Callback):
             self.metrics[key] = self._new_metric(protocol)
         return self.metrics[key].to(device)
 
+    def upsample_mode(self, trainer, stage: str, idx: int, protocol: Protocol) -> str:
+        """How set ``idx`` upsamples under ``protocol`` (some references treat VGG-SS apart)."""
+        return protocol.upsample_for(getattr(_dataset(trainer, stage, idx), "benchmark", None))
+
     def _on_batch_start(self, trainer, pl_module, batch: AVBatch | None, stage: str, idx: int) -> None:
         if batch is not None:  # each set upsamples as its protocol's reference does
-            pl_module.upsample_mode = self.protocol_for(trainer, stage, idx, batch_kind(batch)).upsample
+            protocol = self.protocol_for(trainer, stage, idx, batch_kind(batch))
+            pl_module.upsample_mode = self.upsample_mode(trainer, stage, idx, protocol)
 
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
         self._on_batch_start(trainer, pl_module, batch, "val", dataloader_idx)
@@ -199,7 +204,7 @@ class LocalizationEvaluator(Callback):
         frames = batch.gt_frames.shape[1] if kind == "multi" else 1
         size = (batch.gt_frames if kind == "multi" else batch.gt_map).shape[-1]
         for floor in self.floors:
-            floor_map = floor_maps(floor, batch.index, frames, size, protocol.upsample)
+            floor_map = floor_maps(floor, batch.index, frames, size, self.upsample_mode(trainer, stage, dataloader_idx, protocol))
             if kind == "multi":
                 floor_map = list(floor_map.float()[:, None])  # one object map per sample
             elif kind == "segmentation" and floor_map.dtype == torch.bool:

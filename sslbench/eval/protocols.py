@@ -28,6 +28,8 @@ class Protocol:
         size: side of the evaluation grid.
         test_lists: the sample lists the reference evaluates (for the record).
         reference: where the behaviour comes from.
+        upsample_by_benchmark: (benchmark, mode) pairs where the reference upsamples one published
+            set's maps otherwise (``AVDataset.benchmark``).
     """
 
     name: str
@@ -39,6 +41,11 @@ class Protocol:
     size: int = 224
     test_lists: str = ""
     reference: str = ""
+    upsample_by_benchmark: tuple[tuple[str, str], ...] = ()
+
+    def upsample_for(self, benchmark: str | None) -> str:
+        """The upsampling of a set serving ``benchmark`` (``vggss``, ``flickr``, or None)."""
+        return dict(self.upsample_by_benchmark).get(benchmark, self.upsample)
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -56,9 +63,13 @@ PROTOCOLS: dict[str, Protocol] = {
         Protocol("sspl", "bilinear", "sspl", test_lists="flickr_test249_in5k.csv (249), vggss_test_4692.csv (4692)",
                  reference="SSPL eval_cal_ciou: cv2 INTER_LINEAR, np.ptp min-max, fixed 0.5, >="),
         Protocol("sslalign", "bilinear_align_corners", "sslalign", test_lists="test_flickr_250.txt (250), ours_vggss.txt (4654)",
-                 reference="SSLalignment Evaluator.cal_CIOU: upper median, strict >"),
+                 reference="SSLalignment test.py validate_lvs + Evaluator.cal_CIOU: VGG-SS cv2 INTER_LINEAR, others "
+                           "bilinear align_corners; upper median, strict >",
+                 upsample_by_benchmark=(("vggss", "bilinear"),)),
         Protocol("sslalign_adaptive", "bilinear_align_corners", "sslalign_adaptive", test_lists="test_flickr_250.txt (250), ours_vggss.txt (4654)",
-                 reference="SSLalignment Evaluator_iiou: threshold at the gt area, strict >"),
+                 reference="SSLalignment test.py validate_lvs + Evaluator_iiou: VGG-SS cv2 INTER_LINEAR, others "
+                           "bilinear align_corners; threshold at the gt area, strict >",
+                 upsample_by_benchmark=(("vggss", "bilinear"),)),
         Protocol("slavc", "bicubic_align_corners", "fixed", fixed_range=True,
                  test_lists="flickr (250) / vggss (5158) + *_test_plus_silent.csv",
                  reference="SLAVC test.py default: (S + 1/tau) / (2/tau) >= 0.5, confidence = top-quarter mean"),

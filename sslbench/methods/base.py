@@ -40,10 +40,15 @@ class LocalizationMethod(L.LightningModule, ABC):
     upsample_mode: str = "bilinear_align_corners"
     #: extra training views the data module must provide (``datamodules.views``)
     train_views: ViewSpec = ViewSpec()
+    #: how the method's reference mixes OGL's object map (``ObjectGuidance.normalization``),
+    #: used when the config names none
+    ogl_normalization: str = "minmax"
 
     def __init__(self, lr: float = 1e-4, weight_decay: float = 0.0, object_guidance: ObjectGuidance | None = None):
         super().__init__()
         self.lr, self.weight_decay = lr, weight_decay
+        if object_guidance is not None and object_guidance.normalization is None:
+            object_guidance.normalization = self.ogl_normalization
         self.object_guidance = object_guidance
 
     @abstractmethod

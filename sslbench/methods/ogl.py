@@ -6,9 +6,10 @@ obj = mean_c |layer4| (7 x 7); it is upsampled like the audio-visual map and mix
 - ``minmax`` (EZ-VSL, SSPL): final = minmax(alpha * minmax(av) + (1 - alpha) * minmax(obj));
 - ``lvs`` (SSL-Align): the same with LVS's inverted min-max 1 - minmax(-x), which differs from
   min-max only on constant maps (1 + c instead of c);
-- ``fixed_range`` (SLAVC, AVGN): av scaled over its fixed range ([-1/tau, 1/tau] for EZ-VSL-style
-  maps) and obj over [0, 2.5], both clipped to [0, 1], mixed, not re-normalised per image, so the
-  absolute 0.5 threshold keeps its meaning.
+- ``fixed_range`` (SLAVC, AVGN ``test.py``): av scaled over its fixed range ([-1/tau, 1/tau] for
+  EZ-VSL-style maps) and obj over [0, 2.5] by ``(x - min) / (max - min)``, not clipped (an object
+  map above 2.5 scores above 1, as there), mixed, not re-normalised per image, so the absolute
+  0.5 threshold keeps its meaning.
 alpha = 0.4 in EZ-VSL, SSPL and SSL-Align, 0.9 in SLAVC's README, 0.3 in AVGN's.
 """
 
@@ -34,14 +35,15 @@ class ObjectGuidance(nn.Module):
     """Args:
     alpha: weight of the audio-visual map in the mix (EZ-VSL 0.4).
     weights: ``"imagenet"`` (torchvision's ResNet-18, from the local cache) or a file path.
-    normalization: ``"minmax"`` (EZ-VSL), ``"lvs"`` (SSL-Align) or ``"fixed_range"`` (SLAVC, AVGN).
+    normalization: ``"minmax"`` (EZ-VSL), ``"lvs"`` (SSL-Align) or ``"fixed_range"`` (SLAVC, AVGN);
+        null (the default): the one of the method's own reference (``LocalizationMethod.ogl_normalization``).
     """
 
-    def __init__(self, alpha: float = 0.4, weights: str = "imagenet", normalization: str = "minmax"):
+    def __init__(self, alpha: float = 0.4, weights: str = "imagenet", normalization: str | None = None):
         super().__init__()
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-        if normalization not in NORMALIZATIONS:
+        if normalization is not None and normalization not in NORMALIZATIONS:
             raise ValueError(f"unknown OGL normalization {normalization!r}; choose one of {NORMALIZATIONS}")
         self.alpha, self.normalization = alpha, normalization
         self.net = resnet18_trunk(3, 64, 2, weights=weights)
@@ -58,13 +60,14 @@ class ObjectGuidance(nn.Module):
 
     @torch.no_grad()
     def refine(self, maps: Tensor, image: Tensor, mode: str, av_range: tuple[float, float] | None = None) -> Tensor:
-        """Mix raw (B, H, W) audio-visual maps with the upsampled object map; scores in [0, 1]."""
+        """Mix raw (B, H, W) audio-visual maps with the upsampled object map; scores in [0, 1]
+        (``fixed_range``: as the fixed ranges put them, which can leave [0, 1])."""
         obj = upsample(self.object_map(image).float(), maps.shape[-2:], mode)
         if self.normalization == "fixed_range":
             if av_range is None:
                 raise ValueError("fixed_range OGL needs a method whose maps have a fixed range (cosine or cosine / tau)")
             low, high = av_range
-            av = ((maps - low) / (high - low)).clamp(0, 1)
-            return self.alpha * av + (1 - self.alpha) * (obj / OBJECT_RANGE).clamp(0, 1)
-        norm = lvs_min_max if self.normalization == "lvs" else min_max
+            av = (maps - low) / (high - low)
+            return self.alpha * av + (1 - self.alpha) * obj / OBJECT_RANGE
+        norm = lvs_min_max if self.normalization == "lvs" else min_max  # None (no method chose): EZ-VSL's
         return norm(self.alpha * norm(maps) + (1 - self.alpha) * norm(obj))

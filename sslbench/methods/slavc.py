@@ -74,6 +74,8 @@ class SLAVC(LocalizationMethod):
         object_guidance: OGL at inference (the SLAVC README uses alpha 0.9).
     """
 
+    ogl_normalization = "fixed_range"  # SLAVC test.py: min_max_norm over [-1/tau, 1/tau] and [0, 2.5]
+
     def __init__(
         self,
         embed_dim: int = 512,

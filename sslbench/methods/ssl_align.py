@@ -6,11 +6,13 @@ LVS-style ResNet-18s (14 x 14 at 224), vision from scratch by default. Two simil
 (image, audio) pair, both contrasted image -> audio with tau 0.07 over the batch:
 - s_L, localization: the code's sigma((cos - 0.65)/0.03)-weighted mean of the cosine map
   (``similarity="code"``, default) or the paper's Eq. (3), the plain spatial mean (``"paper"``);
-- s_A, alignment: cosine of projected global features, image pooled by max (code, default) or
-  average (paper), one Linear 512 -> 512 per modality.
+- s_A, alignment: cosine of projected global features. As ``Alignment/model.py`` ``forward`` (and
+  Eq. 4), the *raw* trunk features are pooled (image by max in the code, average in the paper) and
+  projected by one Linear 512 -> 512 per modality, then L2-normalised; the retrieval embeddings
+  are these projections.
 Positives: V = {v, v_aug, v_conc} x A = {a, a_aug, a_conc}, 9 pairs, each with both losses,
-summed (not averaged), as the code does. The views of one modality share a forward pass (and so
-their BatchNorm batch statistics).
+summed (not averaged), as the code does. Each view is its own forward pass (image and audio
+together), as in ``train.py``, so BatchNorm normalises each view with its own batch statistics.
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from datamodules.batch import AVBatch
-from datamodules.views import ViewSpec
+from datamodules.views import STRONG_FORMS, ViewSpec
 from sslbench.methods.base import LocalizationMethod
 from sslbench.methods.ogl import ObjectGuidance
 from sslbench.nn.backbones import init_like_reference, load_trunk_weights, resnet18_trunk
-from sslbench.nn.similarity import av_similarity, max_pooled_unit, soft_threshold_mean
+from sslbench.nn.similarity import av_similarity, soft_threshold_mean
 
 SIMILARITIES = ("code", "paper")
 POOLINGS = ("max", "avg")
@@ -51,6 +53,10 @@ class SSLAlign(LocalizationMethod):
         augmented_positives: use v_aug and a_aug (multi-view invariance).
         conceptual_positives: use v_conc and a_conc from ``data.neighbours`` (semantic invariance).
         audio_shift_seconds: a_aug shifts the audio window by up to this much (3.5 s).
+        augmentation: v_aug as the code draws it (``"code"``: rotation, factor-range colour jitter
+            and blur on the full frame before resize and crop) or as it looks intended
+            (``"intended"``: ColorJitter(0.4, 0.4, 0.4, 0.1) on the cropped view);
+            ``datamodules.views.strong_augmentation``.
         eps: s_L threshold (0.65).
         sharpness: s_L mask sharpness (0.03).
         tau: logit temperature (0.07).
@@ -62,6 +68,8 @@ class SSLAlign(LocalizationMethod):
         object_guidance: optional OGL at inference (the paper's "+OGL" rows use alpha 0.4).
     """
 
+    ogl_normalization = "lvs"  # SSLalignment test.py: 1 - normalize_img(-x) for both maps
+
     def __init__(
         self,
         similarity: str = "code",
@@ -70,6 +78,7 @@ class SSLAlign(LocalizationMethod):
         augmented_positives: bool = True,
         conceptual_positives: bool = True,
         audio_shift_seconds: float = 3.5,
+        augmentation: str = "code",
         eps: float = 0.65,
         sharpness: float = 0.03,
         tau: float = 0.07,
@@ -85,6 +94,8 @@ class SSLAlign(LocalizationMethod):
             raise ValueError(f"unknown s_L form {similarity!r}; choose one of {SIMILARITIES}")
         if image_pooling not in POOLINGS:
             raise ValueError(f"unknown image pooling {image_pooling!r}; choose one of {POOLINGS}")
+        if augmentation not in STRONG_FORMS:
+            raise ValueError(f"unknown augmentation {augmentation!r}; choose one of {STRONG_FORMS}")
         self.save_hyperparameters(ignore=["object_guidance"])
         self.similarity, self.image_pooling, self.alignment = similarity, image_pooling, alignment
         self.eps, self.sharpness, self.tau = eps, sharpness, tau
@@ -100,16 +111,23 @@ class SSLAlign(LocalizationMethod):
             strong_image=augmented_positives,
             audio_shift_seconds=audio_shift_seconds if augmented_positives else 0.0,
             conceptual=conceptual_positives,
+            strong_form=augmentation,
         )
 
     raw_score_range = (-1.0, 1.0)  # cosine
 
+    def features(self, image: Tensor, audio: Tensor) -> tuple[Tensor, Tensor]:
+        """Raw trunk outputs: the (B, C, h, w) image map and the max-pooled (B, C) audio vector."""
+        return self.visual_net(image), self.audio_net(audio).flatten(2).amax(-1)
+
     def embed(self, image: Tensor, audio: Tensor) -> tuple[Tensor, Tensor]:
         """(B, C, h, w) and (B, C) unit-norm features, as LVS."""
-        return F.normalize(self.visual_net(image), dim=1), max_pooled_unit(self.audio_net(audio))
+        visual, audio = self.features(image, audio)
+        return F.normalize(visual, dim=1), F.normalize(audio, dim=1)
 
     def project(self, visual: Tensor, audio: Tensor) -> tuple[Tensor, Tensor]:
-        """The s_A space: pooled image and audio features, projected and L2-normalised."""
+        """The s_A space from *raw* features (``features``): the image map pooled, each side
+        projected, then L2-normalised."""
         pooled = visual.flatten(2).amax(-1) if self.image_pooling == "max" else visual.mean((-2, -1))
         return F.normalize(self.visual_proj(pooled), dim=1), F.normalize(self.audio_proj(audio), dim=1)
 
@@ -119,24 +137,26 @@ class SSLAlign(LocalizationMethod):
         return av_similarity(visual, audio_emb)
 
     def embeddings(self, image: Tensor, audio: Tensor) -> tuple[Tensor, Tensor]:
-        return self.project(*self.embed(image, audio))
-
-    def pair_losses(self, visual: Tensor, audio: Tensor) -> tuple[Tensor, Tensor]:
-        """Image -> audio cross-entropy of s_L and of s_A for one positive pairing of the batch."""
-        target = torch.arange(visual.shape[0], device=visual.device)
-        loc = F.cross_entropy(localization_similarity(visual.float(), audio.float(), self.similarity, self.eps, self.sharpness) / self.tau, target)
-        if not self.alignment:
-            return loc, torch.zeros_like(loc)
-        v, a = self.project(visual, audio)
-        return loc, F.cross_entropy(v.float() @ a.float().T / self.tau, target)
+        return self.project(*self.features(image, audio))
 
     def compute_loss(self, batch: AVBatch) -> dict[str, Tensor]:
-        images = [batch.image] + [batch.views[k] for k in ("image_aug", "image_conc") if k in batch.views]
-        audios = [batch.audio] + [batch.views[k] for k in ("audio_aug", "audio_conc") if k in batch.views]
-        visual, audio = self.embed(torch.cat(images), torch.cat(audios))  # one pass per modality
-        loc = align = 0.0
-        for v in visual.split(len(batch)):
-            for a in audio.split(len(batch)):
-                pair_loc, pair_align = self.pair_losses(v, a)
-                loc, align = loc + pair_loc, align + pair_align
+        pairs = [(batch.image, batch.audio)]  # the views: original, augmented, conceptual
+        for suffix in ("aug", "conc"):
+            if f"image_{suffix}" in batch.views and f"audio_{suffix}" in batch.views:
+                pairs.append((batch.views[f"image_{suffix}"], batch.views[f"audio_{suffix}"]))
+        maps, vectors, projected = [], [], []
+        for image, audio in pairs:  # one forward pass per view, as train.py calls the model
+            visual_raw, audio_raw = self.features(image, audio)
+            maps.append(F.normalize(visual_raw, dim=1).float())
+            vectors.append(F.normalize(audio_raw, dim=1).float())
+            if self.alignment:
+                projected.append([p.float() for p in self.project(visual_raw, audio_raw)])
+        target = torch.arange(len(batch), device=batch.image.device)
+        loc = align = torch.zeros((), device=batch.image.device)
+        for i in range(len(pairs)):  # image view i against audio view j, the 3 x 3 grid of train.py
+            for j in range(len(pairs)):
+                s_l = localization_similarity(maps[i], vectors[j], self.similarity, self.eps, self.sharpness)
+                loc = loc + F.cross_entropy(s_l / self.tau, target)
+                if self.alignment:
+                    align = align + F.cross_entropy(projected[i][0] @ projected[j][1].T / self.tau, target)
         return {"loss": loc + align, "localization": loc, "alignment": align}
