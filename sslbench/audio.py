@@ -20,7 +20,7 @@ class AudioPreset:
     ``window_seconds`` of audio at ``sample_rate`` are cut around the clip centre (``"centre"``) or
     from its start (``"start"``), tiled when the file is shorter. ``frontend`` says what the network
     sees: ``"spectrogram"`` (scipy's, log, / scale), ``"vggish"`` (VGGish log-mel examples) or
-    ``"logmel"`` (librosa's mel spectrogram, log).
+    ``"logmel"`` (librosa's mel spectrogram, log; ``pad_mode`` pads its centred frames).
     """
 
     name: str
@@ -34,6 +34,7 @@ class AudioPreset:
     paper: str = ""
     frontend: str = "spectrogram"
     n_mels: int = 64
+    pad_mode: str = "reflect"
 
     @property
     def num_samples(self) -> int:
@@ -59,6 +60,9 @@ class AudioPreset:
         return -1 if self.frontend == "spectrogram" else -2
 
 
+#: MSSL's log floor, ``np.spacing(1)`` (the float64 machine epsilon)
+MSSL_LOG_FLOOR = 2.220446049250313e-16
+
 # scipy.signal.spectrogram(nperseg=512, noverlap=N) -> log(S + 1e-7) -> /12 (methods.md, front-end).
 PRESETS: dict[str, AudioPreset] = {
     p.name: p
@@ -72,9 +76,11 @@ PRESETS: dict[str, AudioPreset] = {
                     paper="SSPL: waveform min-max to [-1, 1), VGGish log-mel, 3 examples of 96 x 64"),
         AudioPreset("quick_vggish", 16000, 0.975, n_fft=512, noverlap=512 - 160, log_floor=0.01, scale=1.0,
                     frontend="vggish", paper="not a paper's: one VGGish example (0.975 s) for CPU demos and tests"),
-        AudioPreset("mssl", 22050, 5.0, n_fft=882, noverlap=882 - 441, log_floor=1e-7, scale=1.0, frontend="logmel",
-                    paper="ICL / MSSL: 22.05 kHz, 5 s, librosa mel (n_fft 882, hop 441, 64 mels), log, 251 x 64"),
-        AudioPreset("quick_mssl", 16000, 1.0, n_fft=640, noverlap=320, log_floor=1e-7, scale=1.0, frontend="logmel",
+        # MSSL prepare_data/data.py: librosa 0.7.0 melspectrogram (centre frames, reflect padding),
+        # log(S + np.spacing(1)); np.spacing(1) = 2.220446049250313e-16
+        AudioPreset("mssl", 22050, 5.0, n_fft=882, noverlap=882 - 441, log_floor=MSSL_LOG_FLOOR, scale=1.0, frontend="logmel",
+                    paper="ICL / MSSL: 22.05 kHz, 5 s, librosa 0.7 mel (n_fft 882, hop 441, 64 mels, reflect), log, 251 x 64"),
+        AudioPreset("quick_mssl", 16000, 1.0, n_fft=640, noverlap=320, log_floor=MSSL_LOG_FLOOR, scale=1.0, frontend="logmel",
                     paper="not a paper's: the MSSL log-mel on 1 s at 16 kHz (40 ms / 20 ms, 51 x 64) for CPU demos"),
     )
 }
@@ -188,9 +194,10 @@ class VGGishLogMel(nn.Module):
 
 
 class LogMel(nn.Module):
-    """MSSL's input (``librosa.feature.melspectrogram`` defaults: centred frames with zero
-    padding, periodic Hann, power 2, Slaney mel scale and area normalisation), ``log(S + floor)``,
-    as time x mel. (B, T) -> (B, 1, frames, mels)."""
+    """MSSL's input (``librosa.feature.melspectrogram`` defaults of the librosa 0.7.0 it names:
+    centred frames with reflect padding (librosa 0.10 changed the default to zeros), periodic
+    Hann, power 2, Slaney mel scale and area normalisation), ``log(S + floor)``, as time x mel.
+    (B, T) -> (B, 1, frames, mels)."""
 
     def __init__(self, preset: AudioPreset):
         super().__init__()
@@ -199,7 +206,7 @@ class LogMel(nn.Module):
         self.preset = preset
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=preset.sample_rate, n_fft=preset.n_fft, hop_length=preset.hop, n_mels=preset.n_mels,
-            center=True, pad_mode="constant", power=2.0, norm="slaney", mel_scale="slaney",
+            center=True, pad_mode=preset.pad_mode, power=2.0, norm="slaney", mel_scale="slaney",
         )
 
     def forward(self, waveform: Tensor) -> Tensor:

@@ -125,7 +125,7 @@ def smoke_config(config: dict, random_resnet: Path, neighbours: Path | None) -> 
         train=_small(data.get("train"), 16),
         val=_small(data.get("val"), 8),
         test=[_small(d, 8, f"test{i}") for i, d in enumerate(data.get("test") or [None])],
-        batch_size=4, eval_batch_size=4, num_workers=0,
+        batch_size=4, global_batch_size=None, eval_batch_size=4, num_workers=0,
     )
     if data.get("neighbours"):
         data["neighbours"] = str(neighbours)

@@ -65,14 +65,20 @@ def test_vggish_logmel_matches_a_numpy_transcription():
     np.testing.assert_allclose(got, expected, atol=2e-3)
 
 
-def test_mssl_logmel_matches_librosa():
+def test_mssl_logmel_matches_librosa_as_mssl_calls_it():
+    """MSSL ``prepare_data/data.py``: ``np.log(librosa.feature.melspectrogram(wav, sr, n_fft=int(0.04 * sr),
+    hop_length=int(0.02 * sr), n_mels=64) + np.spacing(1)).T`` under librosa 0.7.0, whose centred
+    frames were reflect-padded (today's librosa pads with zeros: the first and last frames differ).
+    A silent second makes the floor visible: log(2.2e-16) = -36.04 there, not log(1e-7) = -16.12."""
     import librosa
     rng = np.random.default_rng(1)
     preset = get_preset("mssl")
     t = np.arange(preset.num_samples) / preset.sample_rate
     wave = (0.3 * np.sin(2 * np.pi * 660 * t) + 0.05 * rng.normal(size=t.size)).astype(np.float32)
-    mel = librosa.feature.melspectrogram(y=wave, sr=preset.sample_rate, n_fft=882, hop_length=441, n_mels=64)
-    expected = np.log(mel + 1e-7).T
+    wave[2 * preset.sample_rate : 3 * preset.sample_rate] = 0.0
+    mel = librosa.feature.melspectrogram(y=wave, sr=preset.sample_rate, n_fft=882, hop_length=441, n_mels=64, pad_mode="reflect")
+    expected = np.log(mel + np.spacing(1)).T
+    assert expected.min() == pytest.approx(np.log(np.spacing(1)))
     got = build_frontend(preset)(torch.from_numpy(wave)[None])[0, 0].double().numpy()
     assert got.shape == expected.shape == preset.shape[1:]
     np.testing.assert_allclose(got, expected, atol=1e-3)

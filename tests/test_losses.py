@@ -112,3 +112,13 @@ def test_losses_reject_bad_arguments():
         MarginInfoNCE(tau=0)
     with pytest.raises(ValueError, match="eps_neg"):
         LVSLoss(eps_pos=0.3, eps_neg=0.4)
+
+
+def test_lvs_margin_raises_the_positive_logit_by_margin_over_tau():
+    """marginNCE Table 5's "LVS-marginNCE": the LVS loss with (s_pos - m) / tau as its positive
+    logit. With m = -0.2 and tau = 0.07, column 0 rises by 0.2 / 0.07 = 2.857; nothing else moves."""
+    v, a = features()
+    plain, margin = LVSLoss().logits(v, a), LVSLoss(margin=-0.2).logits(v, a)
+    torch.testing.assert_close(margin[:, 0] - plain[:, 0], torch.full((4,), 0.2 / 0.07))
+    torch.testing.assert_close(margin[:, 1:], plain[:, 1:])
+    assert LVSLoss(margin=-0.2)(v, a) < LVSLoss()(v, a)

@@ -7,8 +7,9 @@ tau_m = 0.03: Pos = sigma((A - eps_p)/tau_m), Neg = 1 - sigma((A - eps_n)/tau_m)
     easy negative = sum(Pos_all * A0) / sum(Pos_all), times (1 - 100 I): the diagonal becomes -99x
                     its value (a large negative logit, as in the code, not -inf)
     hard negative = sum(Neg * A) / sum(Neg), the image's own background
-    loss = CE([positive | easy negatives | hard negative] / 0.07, target 0)   (image anchor only)
-The masks are not detached, as in the reference code.
+    loss = CE([positive - m | easy negatives | hard negative] / 0.07, target 0)   (image anchor only)
+The masks are not detached, as in the reference code. The margin m is 0 in LVS; marginNCE's
+Table 5 "LVS-marginNCE" rows train this loss with m = -0.2 and -0.3 (the positive raised).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class LVSLoss(nn.Module):
     tau: logit temperature (0.07).
     trimap: Neg from its own threshold eps_neg (True) or Neg = 1 - Pos (False).
     hard_negative: include the background term (True); False keeps positives and easy negatives.
+    margin: subtracted from the positive similarity before the temperature (0; marginNCE: -0.2).
     """
 
     def __init__(
@@ -38,12 +40,13 @@ class LVSLoss(nn.Module):
         tau: float = 0.07,
         trimap: bool = True,
         hard_negative: bool = True,
+        margin: float = 0.0,
     ):
         super().__init__()
         if trimap and eps_neg > eps_pos:
             raise ValueError(f"trimap needs eps_neg <= eps_pos, got {eps_neg} > {eps_pos}")
         self.eps_pos, self.eps_neg, self.mask_sharpness, self.tau = eps_pos, eps_neg, mask_sharpness, tau
-        self.trimap, self.hard_negative = trimap, hard_negative
+        self.trimap, self.hard_negative, self.margin = trimap, hard_negative, margin
 
     def logits(self, visual: Tensor, audio: Tensor) -> Tensor:
         """(B, B + 1 [+ 1]) logits: column 0 the positive, then B easy negatives, then the hard negative."""
@@ -52,7 +55,7 @@ class LVSLoss(nn.Module):
         positive = soft_threshold_mean(own, self.eps_pos, self.mask_sharpness)
         easy = soft_threshold_mean(a0, self.eps_pos, self.mask_sharpness)
         easy = easy * (1 - 100 * torch.eye(easy.shape[0], device=easy.device, dtype=easy.dtype))
-        columns = [positive[:, None], easy]
+        columns = [positive[:, None] - self.margin, easy]
         if self.hard_negative:
             eps = self.eps_neg if self.trimap else self.eps_pos
             neg = 1 - soft_mask(own, eps, self.mask_sharpness)

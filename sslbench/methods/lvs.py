@@ -31,6 +31,7 @@ class LVS(LocalizationMethod):
         tau: logit temperature (0.07).
         trimap: use the separate negative threshold (the reference default).
         hard_negative: include the image's own background as a negative (the "hard way").
+        margin: marginNCE's margin on the positive (0 in LVS; Table 5's "LVS-marginNCE": -0.2, -0.3).
         vision_weights: null (the reference trains vision from scratch), ``"imagenet"`` or a path.
         backbone_width: ResNet-18 width; 64 is the real network.
         lr: Adam learning rate (1e-4; not released, the EZ-VSL value).
@@ -46,6 +47,7 @@ class LVS(LocalizationMethod):
         tau: float = 0.07,
         trimap: bool = True,
         hard_negative: bool = True,
+        margin: float = 0.0,
         vision_weights: str | None = None,
         backbone_width: int = 64,
         lr: float = 1e-4,
@@ -54,7 +56,7 @@ class LVS(LocalizationMethod):
     ):
         super().__init__(lr=lr, weight_decay=weight_decay, object_guidance=object_guidance)
         self.save_hyperparameters(ignore=["object_guidance"])
-        self.criterion = LVSLoss(eps_pos, eps_neg, mask_sharpness, tau, trimap, hard_negative)
+        self.criterion = LVSLoss(eps_pos, eps_neg, mask_sharpness, tau, trimap, hard_negative, margin)
         self.visual_net = resnet18_trunk(3, backbone_width, layer4_stride=1)
         init_like_reference(self.visual_net)  # AVENet.__init__ re-initialises every conv and BN
         load_trunk_weights(self.visual_net, vision_weights)  # after the re-init, so a requested start survives

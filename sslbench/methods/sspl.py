@@ -65,8 +65,9 @@ class SSPL(LocalizationMethod):
         freeze_encoders: keep VGG16 and VGGish frozen (the paper); False fine-tunes them.
         backbone_width: VGG width; 64 is the real network, smaller for tests and CPU runs.
         lr_pcm: PCM learning rate (2e-5; Table S1's "lr_frame").
-        lr_sound: audio head learning rate (null: 2e-5 with PCM, 5e-4 without).
-        lr_head: SimSiam head learning rate (null: 5e-5 with PCM, 2e-3 without).
+        lr_sound: audio head learning rate (null: the reference scripts', 2e-5 with PCM, 5e-4
+            without, Table S1's SoundNet-Flickr rates; VGG-Sound's differ without PCM: 5e-3).
+        lr_head: SimSiam head learning rate (null: 5e-5 with PCM, 2e-3 without; VGG-Sound w/o PCM: 1e-2).
         lr_encoders: learning rate of the encoders when they are not frozen (1e-4).
         weight_decay: AdamW weight decay (1e-4), none on PCM's rates.
         object_guidance: optional OGL at inference.

@@ -1,0 +1,71 @@
+"""Frame pipelines by name, as each reference loader builds them, and the data module's
+per-role settings (test-time audio window, test frames, a global batch split over devices)."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from PIL import Image
+
+from datamodules import AudioVisualDataModule, SyntheticScenes
+from datamodules.transforms import denormalize, image_transform
+
+
+def wide_frame() -> Image.Image:
+    """64 x 128 (H x W): the left quarter red, the rest white."""
+    image = Image.new("RGB", (128, 64), (255, 255, 255))
+    image.paste((255, 0, 0), (0, 0, 32, 64))
+    return image
+
+
+def red_fraction(x: torch.Tensor) -> float:
+    rgb = denormalize(x)
+    return float(((rgb[0] > 0.8) & (rgb[1] < 0.2)).float().mean())
+
+
+def test_test_frames_resize_or_resize_and_centre_crop():
+    """EZ-VSL's test loader squashes to (size, size): the red quarter stays a quarter. LVS's test
+    loader (``datasets/dataloader.py``) resizes the short side and centre-crops: the crop spans
+    columns 25%-75% of the frame, so the red quarter is cut away."""
+    assert red_fraction(image_transform(32, False, test_form="resize")(wide_frame())) == pytest.approx(0.25, abs=0.04)
+    assert red_fraction(image_transform(32, False, test_form="resize_center_crop")(wide_frame())) < 0.04
+
+
+def test_training_frames_of_each_reference():
+    """``ezvsl``: Resize(1.1 x short side) of the wide frame then a 32 px crop of 70 x 140: many crops
+    miss the red quarter. ``sspl``: squashed square first (256 x 256 for 224), so every crop keeps
+    part of it. ``mssl``: squashed to 32 x 32 and maybe flipped, no crop: exactly a quarter."""
+    torch.manual_seed(0)
+    ezvsl = [red_fraction(image_transform(32, True, "ezvsl")(wide_frame())) for _ in range(30)]
+    sspl = [red_fraction(image_transform(32, True, "sspl")(wide_frame())) for _ in range(30)]
+    mssl = [red_fraction(image_transform(32, True, "mssl")(wide_frame())) for _ in range(10)]
+    assert min(ezvsl) < 0.05 and min(sspl) > 0.1
+    assert all(f == pytest.approx(0.25, abs=0.04) for f in mssl)
+    with pytest.raises(ValueError, match="train_transform"):
+        image_transform(32, True, "simclr")
+
+
+def test_data_module_sets_test_audio_and_frames_per_role_and_checks_names():
+    train, test = SyntheticScenes("train", 8), SyntheticScenes("test", 4)
+    dm = AudioVisualDataModule(train=train, test=[test], test_audio_preset="lvs_test", test_transform="resize_center_crop",
+                               train_transform="ezvsl", batch_size=4, num_workers=0)
+    dm.setup("test")
+    assert (train.audio.name, test.audio.name) == ("ezvsl", "lvs_test")
+    assert test.test_transform == "resize_center_crop" and test[0]["waveform"].numel() == 16000 * 10
+    with pytest.raises(ValueError, match="test_transform"):
+        AudioVisualDataModule(test_transform="crop")
+    with pytest.raises(ValueError, match="sample rate"):
+        AudioVisualDataModule(test_audio_preset="noprior")  # 22.05 kHz beside a 16 kHz training preset
+
+
+@pytest.mark.parametrize("devices,per_device", [(1, 256), (2, 128), (4, 64), (3, None)])
+def test_global_batch_is_split_over_the_devices(devices, per_device):
+    """SSPL: "256 image-audio pairs in each minibatch, distributed in parallel on 2 or 4 GPUs"."""
+    dm = AudioVisualDataModule(global_batch_size=256, batch_size=7, num_workers=0)
+    dm.trainer = SimpleNamespace(world_size=devices)
+    if per_device is None:
+        with pytest.raises(ValueError, match="does not split over 3"):
+            dm.derive_batch_size()
+    else:
+        dm.derive_batch_size()
+        assert dm.batch_size == per_device
