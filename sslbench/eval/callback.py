@@ -55,6 +55,24 @@ def run_dir(trainer: L.Trainer) -> Path:
     return Path(trainer.default_root_dir)
 
 
+def non_finite_ids(dataset, result: dict[str, Any]) -> list[str]:
+    """Ids (or indices) of the samples whose map held NaN or inf, scored as failures."""
+    per_sample = result["per_sample"]
+    flags = per_sample.get("non_finite")
+    if flags is None:
+        return []
+    ids = getattr(dataset, "sample_ids", None)
+    return [ids[i] if ids else str(i) for i, bad in zip(per_sample["index"].tolist(), flags.tolist()) if bad]
+
+
+def warn_non_finite(where: str, dataset, result: dict[str, Any]) -> None:
+    bad = non_finite_ids(dataset, result)
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        rank_zero_warn(f"{where}: {len(bad)} of {int(result['n'])} maps held NaN or inf (a diverged model?) and "
+                       f"scored as failures: {shown}")
+
+
 def batch_kind(batch: AVBatch) -> str:
     """The kind of test set a batch comes from (``sslbench.eval.protocols.KINDS``)."""
     if batch.gt_frames is not None:
@@ -239,6 +257,7 @@ class LocalizationEvaluator(Callback):
         for idx, by_source in results.items():
             prefix = "val" if idx == 0 else f"val_{idx}"
             result = by_source["method"]
+            warn_non_finite(prefix, _dataset(trainer, "val", idx), result)
             for i, name in enumerate(self._headline(self.chosen[("val", idx)], result)):
                 pl_module.log(f"{prefix}/{name}", result[name].float(), prog_bar=i == 0, add_dataloader_idx=False)
 
@@ -252,6 +271,7 @@ class LocalizationEvaluator(Callback):
                 prefix = f"test/{name}" if source == "method" else f"test/{name}/{source}"
                 for metric in metrics:
                     pl_module.log(f"{prefix}/{metric}", result[metric].float(), add_dataloader_idx=False)
+            warn_non_finite(f"test/{name}", dataset, by_source["method"])
             summary = self._summary(name, kind, protocol, dataset, by_source, metrics)
             summary["run"] = self._run_record(trainer, pl_module)
             self.last_results[name] = summary
@@ -279,6 +299,7 @@ class LocalizationEvaluator(Callback):
             "sample_ids_hash": ids_hash(used),
             **{k: float(result[k]) for k in metrics},
             "floors": {s: {k: float(r[k]) for k in metrics} for s, r in by_source.items() if s != "method"},
+            "non_finite": {"count": len(non_finite_ids(dataset, result)), "sample_ids": non_finite_ids(dataset, result)},
         }
         if "table" in result:
             summary["extended_table"] = result["table"]

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sslbench.eval.inputs import SINGLE_GT_VALUES, as_tensor, check_gt_values, non_finite_rows, zero_non_finite
+
 # sklearn.metrics.auc over x = [0.05 * i for i in range(21)]: float products, so 0.05 * 6 is
 # 0.30000000000000004 and a cIoU of exactly 0.3 fails that point (evaluation.md A.0.5).
 SUCCESS_THRESHOLDS: tuple[float, ...] = tuple(0.05 * i for i in range(21))
@@ -217,14 +219,20 @@ def binarize(heatmaps: Tensor, rule: str, gt_maps: Tensor | None = None) -> tupl
       absolute prediction on its fixed-range scores).
 
     A boolean map is taken as the prediction itself under every rule (threshold NaN): the
-    ``whole_image`` floor and externally binarised maps use it.
+    ``whole_image`` floor and externally binarised maps use it. A map holding NaN or inf predicts
+    nothing (threshold NaN). Tensors or numpy arrays.
     """
     if rule not in RULES:
         raise ValueError(f"unknown threshold rule {rule!r}; choose one of {RULES}")
+    heatmaps = as_tensor(heatmaps, "heatmaps")
     if heatmaps.dtype == torch.bool:
         return heatmaps, torch.full(heatmaps.shape[:1], float("nan"), device=heatmaps.device)
-    scores, threshold, cut, strict = _decision(heatmaps, rule, gt_maps)
+    heatmaps, bad = zero_non_finite(heatmaps)
+    scores, threshold, cut, strict = _decision(heatmaps, rule, None if gt_maps is None else as_tensor(gt_maps, "gt_maps"))
     mask = scores > cut[:, None] if strict else scores >= cut[:, None]
+    if bool(bad.any()):
+        mask[bad] = False
+        threshold = threshold.masked_fill(bad, float("nan"))
     return mask.view_as(heatmaps), threshold
 
 
@@ -233,8 +241,12 @@ def localization_scores(heatmaps: Tensor, gt_maps: Tensor, rule: str = "ezvsl") 
 
     cIoU = sum(pred * gt) / (sum(gt) + sum(pred * (gt == 0))): the whole gt mass is in the union
     (0.5-pixels at 0.5), so empty gt with empty prediction is NaN and with any prediction 0.
-    Returns (N,) tensors ``ciou`` (float64), ``intersection``, ``union``, ``threshold``, ``n_pred_pixels``.
+    A map holding NaN or inf (a diverged model) is a failure: cIoU 0, nothing predicted, threshold
+    NaN, and ``non_finite`` True. Inputs are tensors or numpy arrays; gt values must be 0, 0.5 or 1.
+    Returns (N,) tensors ``ciou`` (float64), ``intersection``, ``union``, ``threshold``,
+    ``n_pred_pixels`` and ``non_finite``.
     """
+    heatmaps, gt_maps = as_tensor(heatmaps, "heatmaps"), as_tensor(gt_maps, "gt_maps")
     if heatmaps.shape != gt_maps.shape or heatmaps.dim() != 3:
         raise ValueError(f"heatmaps and gt must both be (N, H, W), got {tuple(heatmaps.shape)} and {tuple(gt_maps.shape)}")
     if rule not in RULES:
@@ -245,13 +257,21 @@ def localization_scores(heatmaps: Tensor, gt_maps: Tensor, rule: str = "ezvsl") 
 
 
 def _chunk_scores(heatmaps: Tensor, gt_maps: Tensor, rule: str) -> dict[str, Tensor]:
+    gt = gt_maps.flatten(1).float()
+    check_gt_values(gt, SINGLE_GT_VALUES, "single-source")
     if heatmaps.dtype == torch.bool:
         mask, threshold = binarize(heatmaps, rule)
-        return {**mask_ciou(mask, gt_maps), "threshold": threshold}
+        return {**mask_ciou(mask, gt_maps), "threshold": threshold, "non_finite": non_finite_rows(heatmaps)}
+    heatmaps, bad = zero_non_finite(heatmaps)
     scores, threshold, cut, strict = _decision(heatmaps, rule, gt_maps)
     compare = torch.gt if strict else torch.ge
     predicted = compare(scores, cut[:, None], out=torch.empty_like(scores))  # 0/1 floats, summed fast
-    return {**_overlap(predicted, gt_maps.flatten(1).float()), "threshold": threshold}
+    if bool(bad.any()):  # a failure: nothing predicted, cIoU 0 even where the gt is empty
+        predicted[bad] = 0
+        threshold = threshold.masked_fill(bad, float("nan"))
+    out = {**_overlap(predicted, gt), "threshold": threshold, "non_finite": bad}
+    out["ciou"] = out["ciou"].masked_fill(bad, 0.0)
+    return out
 
 
 def mask_ciou(mask: Tensor, gt_maps: Tensor) -> dict[str, Tensor]:

@@ -25,6 +25,7 @@ from sslbench.eval.functional import (
     s4_frame_iou,
     slavc_confidence,
 )
+from sslbench.eval.inputs import non_finite_rows
 
 
 def first_occurrence(index: Tensor) -> Tensor:
@@ -73,7 +74,7 @@ class LocalizationMetrics(_PerSample):
     maps, fixed-range scores for the ``fixed`` rule, or boolean predictions.
     """
 
-    _states = ("ciou", "threshold", "n_pred_pixels", "conf", "n_boxes", "area")
+    _states = ("ciou", "threshold", "n_pred_pixels", "conf", "n_boxes", "area", "non_finite")
 
     def __init__(self, rule: str = "ezvsl", iou_thresholds: tuple[float, ...] = (0.5, 0.75), **kwargs):
         super().__init__(**kwargs)
@@ -89,10 +90,12 @@ class LocalizationMetrics(_PerSample):
                 conf = maps.flatten(1).double().mean(1)  # a mask's confidence: the predicted fraction
             else:
                 conf = slavc_confidence(maps if self.rule == "fixed" else min_max(maps))
+            conf = conf.masked_fill(scores["non_finite"], float("-inf"))  # a diverged map is never a confident detection
         no_boxes = torch.full_like(index, -1) if n_boxes is None else n_boxes.long()
         self._append(
             index=index.long(), ciou=scores["ciou"], threshold=scores["threshold"].float(),
             n_pred_pixels=scores["n_pred_pixels"].long(), conf=conf, n_boxes=no_boxes, area=gt_maps.float().sum((1, 2)).double(),
+            non_finite=scores["non_finite"],
         )
 
     def compute(self) -> dict[str, Any]:
@@ -105,6 +108,7 @@ class LocalizationMetrics(_PerSample):
             "auc": auc(scored),
             "mean_ciou": scored.mean(),
             "n": torch.tensor(ciou.numel()),
+            "non_finite": per_sample["non_finite"].sum(),
             "per_sample": per_sample,
         }
         if extended:
@@ -125,7 +129,7 @@ class MultiSourceMetrics(_PerSample):
     Entries are keyed by (sample index, position), so padded duplicates are dropped exactly.
     """
 
-    _states = ("ap", "count_correct", "evaluated", "objects", "avgn_ciou", "avgn_piap")
+    _states = ("ap", "count_correct", "evaluated", "objects", "avgn_ciou", "avgn_piap", "non_finite")
 
     def __init__(self, family: str = "ioi", **kwargs):
         super().__init__(**kwargs)
@@ -142,7 +146,7 @@ class MultiSourceMetrics(_PerSample):
                 scores = avgn_scores(torch.stack([m[0] for m in object_maps]).float(), gt_frames.float())
                 empty = torch.zeros_like(index, dtype=torch.float64)
                 self._append(index=index, ap=empty, count_correct=empty.bool(), evaluated=empty.bool(), objects=empty.long(),
-                             avgn_ciou=scores["ciou"], avgn_piap=scores["piap"])
+                             avgn_ciou=scores["ciou"], avgn_piap=scores["piap"], non_finite=scores["non_finite"].to(index.device))
                 return
             scores = multi_source_scores([m.float() for m in object_maps], list(gt_frames.float()))
             if n_sources is not None:
@@ -156,7 +160,7 @@ class MultiSourceMetrics(_PerSample):
         self._append(
             index=index, ap=scores["ap"].to(index.device), count_correct=scores["count_correct"].to(index.device),
             evaluated=scores["evaluated"].to(index.device), objects=scores["objects"].to(index.device),
-            avgn_ciou=torch.zeros(len(index), k, dtype=torch.float64, device=index.device),
+            non_finite=scores["non_finite"].to(index.device), avgn_ciou=torch.zeros(len(index), k, dtype=torch.float64, device=index.device),
             avgn_piap=torch.zeros(len(index), k, dtype=torch.float64, device=index.device),
             entry_key=index[samples] * 4096 + position, iou=scores["iou"].to(index.device), cap=scores["cap"].to(index.device),
         )
@@ -165,7 +169,8 @@ class MultiSourceMetrics(_PerSample):
         per_sample = self._gathered()
         if self.family == "avgn":
             result = avgn_aggregate(per_sample["avgn_ciou"], per_sample["avgn_piap"])
-            return {**result, "n": torch.tensor(per_sample["index"].numel()), "per_sample": per_sample}
+            return {**result, "n": torch.tensor(per_sample["index"].numel()), "non_finite": per_sample["non_finite"].sum(),
+                    "per_sample": per_sample}
         key = dim_zero_cat(self.entry_key) if not (isinstance(self.entry_key, list) and not self.entry_key) else torch.zeros(0, dtype=torch.long)
         keep = first_occurrence(key)
         entries = {
@@ -173,7 +178,8 @@ class MultiSourceMetrics(_PerSample):
             "cap": dim_zero_cat(self.cap)[keep] if keep.numel() else torch.zeros(0, dtype=torch.float64),
         }
         result = multi_source_aggregate({**entries, **{k: per_sample[k] for k in ("ap", "count_correct", "evaluated", "objects")}})
-        return {**result, "n": torch.tensor(per_sample["index"].numel()), "per_sample": per_sample, "entries": entries}
+        return {**result, "n": torch.tensor(per_sample["index"].numel()), "non_finite": per_sample["non_finite"].sum(),
+                "per_sample": per_sample, "entries": entries}
 
 
 class SegmentationMetrics(_PerSample):
@@ -183,14 +189,15 @@ class SegmentationMetrics(_PerSample):
     probabilities (no second sigmoid), binary masks, each frame's dataset index and video.
     """
 
-    _states = ("group", "frame_iou", "fscores", "valid")
+    _states = ("group", "frame_iou", "fscores", "valid", "non_finite")
 
     def update(self, maps: Tensor, masks: Tensor, index: Tensor, group: Tensor) -> None:
         with torch.autocast(maps.device.type, enabled=False):
             probabilities = min_max(maps.float())
             frame_iou = s4_frame_iou(probabilities, masks, probabilities=True)
             fscores, valid = s4_frame_fscores(probabilities, masks, probabilities=True)
-        self._append(index=index.long(), group=group.long(), frame_iou=frame_iou, fscores=fscores, valid=valid)
+        self._append(index=index.long(), group=group.long(), frame_iou=frame_iou, fscores=fscores, valid=valid,
+                     non_finite=non_finite_rows(maps))
 
     def compute(self) -> dict[str, Any]:
         per_sample = self._gathered()
@@ -205,6 +212,7 @@ class SegmentationMetrics(_PerSample):
             "miou": torch.stack(miou).double().mean(),
             "fscore": torch.stack(fscore).double().mean(),
             "n": torch.tensor(per_sample["index"].numel()),
+            "non_finite": per_sample["non_finite"].sum(),
             "videos": torch.tensor(len(groups)),
             "per_sample": {k: v for k, v in per_sample.items() if k != "fscores"},
         }

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from sslbench.eval.inputs import BINARY_GT_VALUES, as_tensor, check_gt_values, zero_non_finite
 from sslbench.eval.localization import auc, binarize, ciou_at, mask_ciou, min_max, upper_median
 
 
@@ -101,36 +102,40 @@ def multi_source_scores(object_maps: Sequence[Tensor], gt_frames: Sequence[Tenso
         ``entry_sample``: the sample (position in the inputs) of each entry;
         ``ap``: per-sample pixel AP of the summed maps (PIAP; NaN for a skipped sample);
         ``count_correct``: n_i == K; ``evaluated``: n_i > 0 (an empty list is skipped entirely);
-        ``objects``: n_i.
+        ``objects``: n_i; ``non_finite``: whether any of the sample's maps holds NaN or inf.
 
+    A map holding NaN or inf (a diverged model) is a failure: it predicts nothing, its entry
+    scores cIoU 0 and AP 0 whatever is left of the gt, and a non-finite sum gives PIAP 0.
     Matching is greedy in model order: each map takes the frame of best cIoU (``np.argmax``: the
     first NaN wins), that frame's gt is then zeroed, so later maps see empty gts (cIoU 0, or NaN when
     they predict nothing; AP 0).
     """
     if len(object_maps) != len(gt_frames):
         raise ValueError(f"{len(object_maps)} samples of object maps but {len(gt_frames)} of ground truth")
-    iou, cap, entry_sample, ap, count_correct, evaluated, objects = [], [], [], [], [], [], []
+    iou, cap, entry_sample, ap, count_correct, evaluated, objects, non_finite = [], [], [], [], [], [], [], []
     for sample, (maps, gts) in enumerate(zip(object_maps, gt_frames)):
-        gts = gts.float()
+        maps, gts = as_tensor(maps, "object maps"), as_tensor(gts, "gt frames").float()
         k = gts.shape[0]
-        if not torch.all((gts == 0) | (gts == 1)):
-            raise ValueError("multi-source ground truth must be binary (scikit-learn rejects a continuous gt)")
+        check_gt_values(gts, BINARY_GT_VALUES, "the IOI protocol's binary (scikit-learn rejects a continuous gt)")
         count_correct.append(maps.shape[0] == k)
         objects.append(maps.shape[0])
         evaluated.append(maps.shape[0] > 0)
+        maps, bad = zero_non_finite(maps.float())
+        non_finite.append(bool(bad.any()))
         if maps.shape[0] == 0:
             ap.append(float("nan"))
             continue
-        frames = _split_frames(maps.float(), k)
-        ap.append(float(_score_ap(gts.flatten(), ioi_binarize(frames.sum(0)).flatten())))
+        frames = _split_frames(maps, k)
+        ap.append(0.0 if bool(bad.any()) else float(_score_ap(gts.flatten(), ioi_binarize(frames.sum(0)).flatten())))
         masks = ioi_binarize(frames.flatten(0, 1)).view(frames.shape) >= 0.5
+        masks[bad] = False
         remaining = gts.clone()
-        for obj_masks in masks:
+        for failed, obj_masks in zip(bad.tolist(), masks):
             cious = mask_ciou(obj_masks, remaining)["ciou"]
             aps = binary_score_ap(remaining, obj_masks)  # one frame: 0/1 or constant, same ranking
             j = _first_argmax(cious)
-            iou.append(float(cious[j]))
-            cap.append(float(aps[j]))
+            iou.append(0.0 if failed else float(cious[j]))
+            cap.append(0.0 if failed else float(aps[j]))
             remaining[j] = 0
         missing = max(k - maps.shape[0], 0)
         iou += [0.0] * missing
@@ -145,6 +150,7 @@ def multi_source_scores(object_maps: Sequence[Tensor], gt_frames: Sequence[Tenso
         "count_correct": torch.tensor(count_correct, dtype=torch.bool),
         "evaluated": torch.tensor(evaluated, dtype=torch.bool),
         "objects": torch.tensor(objects, dtype=torch.long),
+        "non_finite": torch.tensor(non_finite, dtype=torch.bool),
     }
 
 
@@ -176,15 +182,21 @@ def avgn_scores(maps: Tensor, gt_frames: Tensor) -> dict[str, Tensor]:
 
     ``maps``: (N, K*H, W) raw maps, frame j scored against ``gt_frames[:, j]`` (N, K, H, W) with the
     EZ-VSL rule (min-max, upper median, ``>=``). Returns (N, K) ``ciou`` and ``piap``, the latter
-    with AVGN's swapped arguments: ``average_precision_score(y_true=prediction, y_score=gt)``.
+    with AVGN's swapped arguments: ``average_precision_score(y_true=prediction, y_score=gt)``, and
+    (N,) ``non_finite``: a map holding NaN or inf scores 0 on every frame.
     """
+    maps, gt_frames = as_tensor(maps, "maps"), as_tensor(gt_frames, "gt_frames")
+    if not bool(((gt_frames >= 0) & torch.isfinite(gt_frames)).all()):  # AVGN sums boxes: counts, not 0/1
+        raise ValueError("AVGN ground truth must be finite and non-negative (box counts per pixel)")
     n, k = gt_frames.shape[:2]
-    frames = _split_frames(maps.float(), k).flatten(0, 1)
+    maps, bad = zero_non_finite(maps.float())
+    frames = _split_frames(maps, k).flatten(0, 1)
     gts = gt_frames.float().flatten(0, 1)
     mask, _ = binarize(frames, "ezvsl")
-    ciou = mask_ciou(mask, gts)["ciou"]
-    piap = average_precision(mask.flatten(1), gts.flatten(1))
-    return {"ciou": ciou.view(n, k), "piap": piap.view(n, k)}
+    ciou = mask_ciou(mask, gts)["ciou"].view(n, k)
+    piap = average_precision(mask.flatten(1), gts.flatten(1)).view(n, k)
+    failed = bad[:, None].expand(n, k)
+    return {"ciou": ciou.masked_fill(failed, 0.0), "piap": piap.masked_fill(failed, 0.0), "non_finite": bad}
 
 
 def avgn_aggregate(ciou: Tensor, piap: Tensor) -> dict[str, Tensor]:

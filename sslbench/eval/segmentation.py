@@ -11,20 +11,32 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from sslbench.eval.inputs import BINARY_GT_VALUES, as_tensor, check_gt_values, non_finite_rows
+
 #: Eval_Fmeasure's thresholds: float32 ``linspace(0, 1 - 1e-10, 255)`` (the end rounds to 1.0)
 F_THRESHOLDS = 255
 F_BETA2 = 0.3
 
 
-def _probabilities(logits: Tensor, probabilities: bool) -> Tensor:
-    return logits.float() if probabilities else torch.sigmoid(logits.float())
+def _probabilities(logits, probabilities: bool) -> Tensor:
+    """Scores in [0, 1]; a frame holding NaN or inf (a diverged model) becomes all -1: it predicts
+    nothing at any threshold (IoU 0 unless the mask is empty, F 0)."""
+    logits = as_tensor(logits, "logits").float()
+    p = logits if probabilities else torch.sigmoid(logits)
+    return p.masked_fill(non_finite_rows(logits)[:, None, None], -1.0)
+
+
+def _masks(masks) -> Tensor:
+    masks = as_tensor(masks, "masks")
+    check_gt_values(masks, BINARY_GT_VALUES, "AVSBench S4 mask")
+    return masks.float()
 
 
 def s4_frame_iou(logits: Tensor, masks: Tensor, probabilities: bool = False) -> Tensor:
     """(N,) per-frame ``inter / (union + 1e-7)`` of ``p > 0.5`` (strict) against binary masks; a
     frame with an empty mask scores its true-negative pixels over H * W."""
     pred = (_probabilities(logits, probabilities) > 0.5).float()
-    target = masks.float()
+    target = _masks(masks)
     inter = (pred * target).sum((1, 2))
     union = torch.maximum(pred, target).sum((1, 2))
     empty = target.sum((1, 2)) == 0
@@ -42,7 +54,7 @@ def s4_frame_fscores(logits: Tensor, masks: Tensor, probabilities: bool = False)
     """Per frame, F (beta^2 = 0.3) at the 255 thresholds (``p >= th``) -> ((N, 255) scores, (N,)
     valid); frames with an empty mask are not valid (``Eval_Fmeasure`` skips them)."""
     p = _probabilities(logits, probabilities).flatten(1)
-    target = masks.float().flatten(1)
+    target = _masks(masks).flatten(1)
     thresholds = torch.linspace(0, 1 - 1e-10, F_THRESHOLDS, device=p.device).expand(p.shape[0], -1).contiguous()
     # counts of p >= th from sorted values (exact integers, as the reference's float sums are)
     n = p.shape[1]
