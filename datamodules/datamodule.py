@@ -14,10 +14,16 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from datamodules.base import AVDataset, ids_hash
 from datamodules.batch import AVBatch, collate
 from datamodules.mixtures import MIX_SOURCES, is_heard
+from datamodules.sampling import EpochSampler, EpochSeeded, ResumableLoader
 from datamodules.synthetic import SyntheticScenes
 from datamodules.transforms import image_transform, normalize_uint8
 from datamodules.views import NeighbourTables, ViewedDataset, ViewSpec
 from sslbench.audio import build_frontend, get_preset
+
+
+def run_seed() -> int:
+    """The run's seed (``seed_everything`` exports it), 0 when none was set."""
+    return int(os.environ.get("PL_GLOBAL_SEED", 0))
 
 
 def test_frame_ids(dataset) -> list[str]:
@@ -258,16 +264,30 @@ class AudioVisualDataModule(L.LightningDataModule):
         return [SwappedAudio(d) if self.swap_test_audio else d for d in self.test_sets]
 
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
-        streamed = isinstance(dataset, IterableDataset)  # packed shards shuffle and split themselves
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train and not streamed,
-            drop_last=train,  # EZ-VSL trains with drop_last: every step sees a full set of negatives
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=collate,
+        seed = run_seed()
+        # the loaders draw their worker seeds from their own generator, never from the global one,
+        # so the model's randomness (dropout) is the same whether a run was resumed or not
+        common = dict(
+            num_workers=self.num_workers, persistent_workers=self.num_workers > 0, collate_fn=collate,
+            generator=torch.Generator().manual_seed(seed),
         )
+        if isinstance(dataset, IterableDataset):  # packed shards shuffle and split themselves
+            return DataLoader(dataset, batch_size=self.batch_size if train else self.eval_batch_size, drop_last=train, **common)
+        if not train:
+            return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, **common)
+        # batches as a function of (seed, epoch, step): exact resume, any number of workers
+        return ResumableLoader(
+            EpochSeeded(dataset, seed), batch_size=self.batch_size, sampler=EpochSampler(dataset, seed),
+            drop_last=True,  # EZ-VSL trains with drop_last: every step sees a full set of negatives
+            progress=self.train_progress, **common,
+        )
+
+    def train_progress(self) -> tuple[int, int]:
+        """(epoch, batches done in it) of the running fit, for the checkpoint."""
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 0
+        return trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed
 
     def train_dataloader(self) -> DataLoader:
         if len(self.train_set) < self.batch_size:

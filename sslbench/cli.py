@@ -17,7 +17,9 @@ from typing import Any
 
 import torch
 from jsonargparse import Namespace
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 import datamodules  # noqa: F401  (registers the dataset classes for short names)
 import sslbench.methods  # noqa: F401  (registers the methods for short names)
@@ -26,6 +28,7 @@ from sslbench.checkpoints import detect_layout, load_reference_checkpoint
 from sslbench.errors import SSLBenchError
 from sslbench.eval.callback import LocalizationEvaluator, run_dir
 from sslbench.methods.base import LocalizationMethod
+from sslbench.resume import EpochMetrics, ResumableRun, RunCheckpoint
 
 RUNS_DIR = "runs"
 
@@ -127,14 +130,25 @@ class SSLBenchCLI(LightningCLI):
         return parser
 
     def before_instantiate_classes(self) -> None:
-        """Name the experiment once (result files, reports, W&B) and line W&B runs up by it."""
+        """Name the experiment once (result files, reports, W&B) and line W&B runs up by it; a fit
+        resumed from a run's checkpoint logs into that run's folder."""
         config = self.config[self.config.subcommand] if self.config.get("subcommand") else self.config
         method = str(config.model.class_path).rpartition(".")[2]
         if config.evaluator.experiment is None:
             config.evaluator.experiment = experiment_name(config.get("config") or []) or method.lower()
         logger = config.trainer.get("logger")
+        if self.config.get("subcommand") == "fit" and config.get("ckpt_path"):
+            resume_into_run_folder(logger, config.ckpt_path)
         if isinstance(logger, Namespace) and str(logger.get("class_path", "")).endswith("WandbLogger"):
             wandb_conventions(logger.init_args, config, method, self.config.get("subcommand") or "run")
+
+    def instantiate_trainer(self, **kwargs):
+        trainer = super().instantiate_trainer(**kwargs)
+        for callback in trainer.callbacks:  # last.ckpt after every epoch, whatever the config named
+            if type(callback) is ModelCheckpoint:
+                callback.__class__ = RunCheckpoint
+                callback.save_last = True if callback.save_last is None else callback.save_last
+        return trainer
 
     def after_fit(self) -> None:
         config = self.config.get("fit") or self.config
@@ -174,6 +188,25 @@ class SSLBenchCLI(LightningCLI):
         return kwargs
 
 
+def resume_into_run_folder(logger, ckpt_path: str) -> None:
+    """``--ckpt_path <run>/checkpoints/last.ckpt``: the logger writes on in ``<run>`` (CSV: its
+    version folder; W&B: the same run id, resumed), so metrics, results and the best score so far
+    stay with the run instead of starting a new version."""
+    path = Path(str(ckpt_path))
+    if not isinstance(logger, Namespace) or path.parent.name != "checkpoints":
+        return
+    folder = path.parent.parent
+    # both say the folder is not empty, which is the point; the CSV logger appends, it deletes nothing
+    warnings.filterwarnings("ignore", message=".*Experiment logs directory .* exists and is not empty.*")
+    warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
+    args = logger.init_args
+    if str(logger.get("class_path", "")).endswith("CSVLogger"):
+        args.save_dir, args.name, args.version = str(folder.parent.parent), folder.parent.name, folder.name
+    elif str(logger.get("class_path", "")).endswith("WandbLogger"):
+        args.save_dir, args.project, args.id = str(folder.parent.parent), folder.parent.name, folder.name
+        args.resume = "allow"
+
+
 def subcommand_and_checkpoint(args, subcommands) -> tuple[str | None, str | None]:
     """The subcommand and ``--ckpt_path`` of a command line (``args``, else ``sys.argv``)."""
     if isinstance(args, (dict, Namespace)):
@@ -200,14 +233,17 @@ def checkpoint_model_config(path: str | None) -> dict[str, Any] | None:
     return None if class_path is None else {"class_path": class_path, "init_args": hparams}
 
 
-def build_cli(args: list[str] | None = None, run: bool = True) -> SSLBenchCLI:
+def build_cli(args: list[str] | None = None, run: bool = True, resumable: ResumableRun | None = None) -> SSLBenchCLI:
     return SSLBenchCLI(
         LocalizationMethod,
         AudioVisualDataModule,
         subclass_mode_model=True,
         save_config_callback=LoggerSaveConfigCallback,
         save_config_kwargs={"save_to_log_dir": False},
-        trainer_defaults={"logger": default_logger(), "default_root_dir": RUNS_DIR},
+        trainer_defaults={
+            "logger": default_logger(), "default_root_dir": RUNS_DIR,
+            "callbacks": [resumable or ResumableRun(), EpochMetrics()],  # added to the config's own
+        },
         seed_everything_default=0,
         auto_configure_optimizers=False,
         parser_class=SSLBenchParser,
@@ -260,6 +296,20 @@ def finish_wandb_run() -> None:
         wandb.finish()
 
 
+def stopped(resumable: ResumableRun, words: list[str]) -> int:
+    """One line on how to go on after a SIGTERM / SIGUSR1, and the exit status (128 + signal)."""
+    import shlex
+
+    if resumable.saved is None:
+        print(f"sslbench: stopped by {resumable.stopped_by or 'SIGTERM'} before a checkpoint could be saved", file=sys.stderr)
+        return resumable.exit_code
+    rest = [w for i, w in enumerate(words) if w != "--ckpt_path" and not w.startswith("--ckpt_path=")
+            and not (i > 0 and words[i - 1] == "--ckpt_path")]
+    command = shlex.join(["sslbench", *rest, "--ckpt_path", str(resumable.saved)])
+    print(f"sslbench: stopped by {resumable.stopped_by}; saved {resumable.saved}; resume with: {command}", file=sys.stderr, flush=True)
+    return resumable.exit_code
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point; errors a user can fix are printed as one line (JSONARGPARSE_DEBUG=1 for tracebacks)."""
     words = sys.argv[1:] if args is None else args
@@ -290,7 +340,12 @@ def main(args: list[str] | None = None) -> None:
         for i, seed in enumerate(seeds or [None]):
             if seed is not None:
                 print(f"sslbench: seed {seed} ({i + 1} of {len(seeds)})", file=sys.stderr, flush=True)
-            build_cli(words + (["--seed_everything", str(seed)] if seed is not None else []))
+            seed_words = words + (["--seed_everything", str(seed)] if seed is not None else [])
+            resumable = ResumableRun()
+            try:
+                build_cli(seed_words, resumable=resumable)
+            except SIGTERMException:
+                raise SystemExit(stopped(resumable, seed_words)) from None
             finish_wandb_run()
     except Exception as err:
         cause = user_error(err)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch.callbacks import Callback
 
 from datamodules.batch import AVBatch
 
@@ -85,3 +86,15 @@ def write_video(path: Path, seconds: float = 2.0, fps: int = 10, size=(64, 48), 
             for packet in sound.encode():
                 container.mux(packet)
     return path
+
+
+class SignalAtStep(Callback):
+    """Sends this process ``signum`` after training step ``step`` (1-based), as a cluster scheduler
+    would; the resume tests add it with ``--trainer.callbacks+=``."""
+
+    def __init__(self, step: int = 3, signum: int = 15):
+        self.step, self.signum = step, signum
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)

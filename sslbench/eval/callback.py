@@ -44,14 +44,19 @@ def _dataset(trainer, stage: str, idx: int):
 
 
 def run_dir(trainer: L.Trainer) -> Path:
-    """The folder of this run's logs: CSV/TensorBoard version dir, W&B run dir, or the root dir."""
+    """The one folder of this run: ``<save_dir>/<name>/<version>``, where Lightning also puts its
+    checkpoints (the CSV logger's version folder, ``runs/sslbench/<id>`` for W&B), so config,
+    checkpoints, results, manifests and ``epochs.csv`` sit together whatever the logger; the
+    trainer's root folder without a logger."""
     logger = trainer.logger
     if logger is not None:
+        if logger.version is None and hasattr(logger, "experiment"):
+            logger.experiment  # noqa: B018  (W&B knows its run id once the run exists)
+        save_dir, name, version = logger.save_dir, logger.name, logger.version
+        if save_dir and name and version is not None:
+            return Path(save_dir) / str(name) / (version if isinstance(version, str) else f"version_{version}")
         if getattr(logger, "log_dir", None):
             return Path(logger.log_dir)
-        experiment_dir = getattr(getattr(logger, "experiment", None), "dir", None)
-        if isinstance(experiment_dir, str):
-            return Path(experiment_dir)
     return Path(trainer.default_root_dir)
 
 
