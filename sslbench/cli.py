@@ -25,7 +25,7 @@ import datamodules  # noqa: F401  (registers the dataset classes for short names
 import sslbench.methods  # noqa: F401  (registers the methods for short names)
 from datamodules.datamodule import AudioVisualDataModule
 from sslbench.checkpoints import detect_layout, load_reference_checkpoint
-from sslbench.errors import SSLBenchError
+from sslbench.errors import SSLBenchError, ensure_writable
 from sslbench.eval.callback import LocalizationEvaluator, run_dir
 from sslbench.methods.base import LocalizationMethod
 from sslbench.resume import EpochMetrics, ResumableRun, RunCheckpoint
@@ -137,6 +137,7 @@ class SSLBenchCLI(LightningCLI):
         if config.evaluator.experiment is None:
             config.evaluator.experiment = experiment_name(config.get("config") or []) or method.lower()
         logger = config.trainer.get("logger")
+        check_output_folders(config)
         if self.config.get("subcommand") == "fit" and config.get("ckpt_path"):
             resume_into_run_folder(logger, config.ckpt_path)
         if isinstance(logger, Namespace) and str(logger.get("class_path", "")).endswith("WandbLogger"):
@@ -186,6 +187,18 @@ class SSLBenchCLI(LightningCLI):
             print(f"sslbench: {load_reference_checkpoint(self.model, path)}", file=sys.stderr)
             kwargs["ckpt_path"] = None
         return kwargs
+
+
+def check_output_folders(config: Namespace) -> None:
+    """Every folder the run will write (trainer root, logger, results) takes a file, before any work."""
+    folders = {"trainer.default_root_dir": config.trainer.get("default_root_dir") or RUNS_DIR}
+    logger = config.trainer.get("logger")
+    if isinstance(logger, Namespace) and (logger.get("init_args") or Namespace()).get("save_dir"):
+        folders["trainer.logger.save_dir"] = logger.init_args.save_dir
+    if config.evaluator.get("results_dir"):
+        folders["evaluator.results_dir"] = config.evaluator.results_dir
+    for option, folder in folders.items():
+        ensure_writable(folder, f"output folder (--{option})")
 
 
 def resume_into_run_folder(logger, ckpt_path: str) -> None:

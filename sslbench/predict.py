@@ -26,7 +26,7 @@ from datamodules.folder import read_waveform
 from datamodules.transforms import image_transform, load_rgb
 from sslbench.audio import build_frontend, cut_window, get_preset
 from sslbench.checkpoints import LAYOUTS, detect_layout, load_reference_checkpoint
-from sslbench.errors import SSLBenchError
+from sslbench.errors import SSLBenchError, ensure_writable
 from sslbench.methods.base import LocalizationMethod, load_method, saved_run_config
 from sslbench.viz import blend_overlay
 
@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if bool(args.pairs) == bool(args.image or args.audio) or bool(args.image) != bool(args.audio):
         parser.error("give either --image and --audio, or --pairs FOLDER")
+    ensure_writable(args.out, "output folder (--out)")
     if args.pairs:
         pairs, lonely = find_pairs(Path(args.pairs))
         if lonely:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from sslbench.errors import SSLBenchError
+from sslbench.errors import SSLBenchError, ensure_writable
 from sslbench.eval.functional import success_curve
 from sslbench.methods.base import saved_run_config
 
@@ -185,9 +185,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("runs", nargs="+", help="run folders (or folders holding many runs, e.g. runs/)")
     parser.add_argument("--out", default="report.md", help="Markdown file to write; the PNG goes beside it (default: report.md)")
     args = parser.parse_args(argv)
-    results = collect(args.runs)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    ensure_writable(out.parent, "output folder (--out)")
+    results = collect(args.runs)
     out.write_text(render(results, args.runs) + "\n")
     picture = plot(results, out.with_suffix(".png"))
     print(out.read_text())

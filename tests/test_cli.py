@@ -191,3 +191,22 @@ def test_knn_spectrum_encoder_averages_over_time_for_every_front_end(preset, bin
     p = get_preset(preset)
     audio = build_frontend(p)(torch.randn(2, p.num_samples))
     assert mean_spectrum(audio, p).shape == (2, bins)
+
+
+def test_an_unwritable_output_folder_stops_at_once_with_one_line(tmp_path, capsys):
+    """A folder that cannot be made (its parent is a file, which stops root too) is named before
+    any work: fit, predict and report alike, exit status 2, no traceback."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    bad = blocker / "runs"
+    for words in (
+        ["fit", *TINY_EZVSL, "--trainer.default_root_dir", str(bad), "--trainer.logger", "false"],
+        ["fit", *TINY_EZVSL, "--trainer.logger", "CSVLogger", "--trainer.logger.save_dir", str(bad)],
+        ["predict", str(tmp_path / "any.ckpt"), "--pairs", str(tmp_path), "--out", str(bad)],
+        ["report", str(tmp_path), "--out", str(bad / "report.md")],
+    ):
+        with pytest.raises(SystemExit) as stop:
+            main(words)
+        assert stop.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "cannot write the output folder" in err[0] and str(bad) in err[0], err

@@ -53,11 +53,46 @@ def test_offline_wandb_run_records_config_and_results(monkeypatch, tmp_path):
     assert len(recorded["test/synthetic"]["sample_ids_hash"]) == 16
     run_dirs = list((tmp_path / "runs" / "wandb").glob("offline-run-*"))
     assert len(run_dirs) == 1
-    saved = run_dirs[0] / "files" / "config.yaml"
-    assert saved.is_file() and "backbone_width: 4" in saved.read_text()
     tables = list((run_dirs[0] / "files" / "media" / "table").rglob("per_sample*.table.json"))
     assert len(tables) == 1 and len(json.loads(tables[0].read_text())["data"]) == 8
+    # one run folder whatever the logger: beside W&B's own files, runs/sslbench/<run id> holds them all
+    folder = tmp_path / "runs" / "sslbench" / run.id
+    saved = folder / "config.yaml"
+    assert saved.is_file() and "backbone_width: 4" in saved.read_text()
+    for part in ("checkpoints/last.ckpt", "results/test_synthetic.json", "manifests/train_synthetic.json", "epochs.csv"):
+        assert (folder / part).is_file(), part
     assert not (tmp_path / "runs" / "config.yaml").exists()  # nothing shared between runs
+
+    # predict finds the run's preset and image size from the checkpoint alone
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), (90, 120, 30)).save(tmp_path / "x.jpg")
+    import soundfile
+
+    soundfile.write(tmp_path / "x.wav", [0.1, -0.1] * 8000, 16000)
+    cli.main(["predict", str(folder / "checkpoints" / "last.ckpt"), "--image", str(tmp_path / "x.jpg"),
+              "--audio", str(tmp_path / "x.wav"), "--out", str(tmp_path / "preds")])
+    assert (tmp_path / "preds" / "x.png").is_file()
+
+
+def test_run_config_is_found_where_older_wandb_runs_kept_it(tmp_path):
+    """Runs logged by W&B before one run folder held everything: checkpoints in
+    ``<save_dir>/<project>/<id>/checkpoints``, the config in W&B's own ``files/config.yaml``, in W&B's
+    format ({key: {value: ...}}, ours under "config")."""
+    from sslbench.methods.base import saved_run_config
+
+    checkpoint = tmp_path / "runs" / "sslbench" / "abc123" / "checkpoints" / "epoch=3.ckpt"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"")
+    files = tmp_path / "runs" / "wandb" / "offline-run-20261101_120000-abc123" / "files"
+    files.mkdir(parents=True)
+    (files / "config.yaml").write_text(
+        "wandb_version: 1\nconfig:\n  desc: null\n  value:\n    data: {audio_preset: quick, image_size: 64}\n"
+    )
+    assert saved_run_config(checkpoint)["data"] == {"audio_preset": "quick", "image_size": 64}
+    other = tmp_path / "runs" / "sslbench" / "zzz999" / "checkpoints" / "last.ckpt"
+    other.parent.mkdir(parents=True)
+    assert saved_run_config(other) == {}
 
 
 def test_wandb_names_groups_and_tags_follow_the_experiment():
