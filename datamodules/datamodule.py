@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -18,7 +18,7 @@ from datamodules.sampling import EpochSampler, EpochSeeded, ResumableLoader
 from datamodules.synthetic import SyntheticScenes
 from datamodules.transforms import image_transform, normalize_uint8
 from datamodules.views import NeighbourTables, ViewedDataset, ViewSpec
-from sslbench.audio import build_frontend, get_preset
+from sslbench.audio import PresetName, build_frontend, get_preset
 
 
 def run_seed() -> int:
@@ -146,11 +146,11 @@ class AudioVisualDataModule(L.LightningDataModule):
         train: AVDataset | None = None,
         val: AVDataset | None = None,
         test: list[AVDataset] | None = None,
-        audio_preset: str = "ezvsl",
-        test_audio_preset: str | None = None,
+        audio_preset: PresetName = "ezvsl",
+        test_audio_preset: PresetName | None = None,
         image_size: int = 224,
-        train_transform: str = "ezvsl",
-        test_transform: str = "resize",
+        train_transform: Literal["ezvsl", "sspl", "mssl"] = "ezvsl",
+        test_transform: Literal["resize", "resize_center_crop"] = "resize",
         eval_size: int = 224,
         batch_size: int = 128,
         global_batch_size: int | None = None,

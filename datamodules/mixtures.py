@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +50,10 @@ class StackedMixture(AVDataset):
 
     evaluation = "multi"
 
-    def __init__(self, base: AVDataset, sources: int = 2, name: str | None = None, audio_mix: str = "log_spectrogram"):
+    def __init__(
+        self, base: AVDataset, sources: int = 2, name: str | None = None,
+        audio_mix: Literal["log_spectrogram", "waveform"] = "log_spectrogram",
+    ):
         super().__init__()
         if sources < 1:
             raise ValueError(f"a mixture needs at least one source, got {sources}")
@@ -165,7 +168,7 @@ class DuetComposer(AVDataset):
     def __init__(
         self,
         base: AVDataset,
-        layout: str = "side_by_side",
+        layout: Literal["side_by_side", "stacked", "grid2x2"] = "side_by_side",
         num_mixtures: int | None = None,
         seed: int = 0,
         mixtures: str | None = None,

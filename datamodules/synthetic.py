@@ -16,7 +16,7 @@ from __future__ import annotations
 import colorsys
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -115,7 +115,7 @@ class SyntheticScenes(AVDataset):
         split: str | None = None,
         num_samples: int | None = None,
         num_classes: int = 10,
-        mode: str = "solo",
+        mode: Literal["solo", "duet"] = "solo",
         seed: int = 0,
         sample_rate: int = 16000,
         snr_db: tuple[float, float] = (6.0, 20.0),

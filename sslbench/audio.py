@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -84,6 +85,9 @@ PRESETS: dict[str, AudioPreset] = {
                     paper="not a paper's: the MSSL log-mel on 1 s at 16 kHz (40 ms / 20 ms, 51 x 64) for CPU demos"),
     )
 }
+
+#: the preset names, for typed arguments (a misspelled one fails when the command line is parsed)
+PresetName = Literal[tuple(PRESETS)]  # noqa: PYI  (built from the table above)
 
 #: VGGish framing (``vggish_params``): 25 ms windows, 10 ms hop, examples of 96 frames
 VGGISH_WINDOW, VGGISH_HOP, VGGISH_EXAMPLE = 400, 160, 96

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from sslbench.cli import build_cli, finish_wandb_run
+from sslbench.commands.train import build_cli, finish_wandb_run
 from sslbench.eval.callback import LocalizationEvaluator, run_dir
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "demo_synthetic.yaml"

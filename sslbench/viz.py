@@ -1,4 +1,4 @@
-"""Pictures: heatmap overlays with ground-truth boxes, and success-ratio curves."""
+"""Pictures: heatmap overlays with the ground truth (best, worst and random samples), and success-ratio curves."""
 
 from __future__ import annotations
 
@@ -15,12 +15,15 @@ def overlay_grid(
     boxes: Sequence[Tensor],
     path: str | Path,
     titles: Sequence[str] | None = None,
-    columns: int = 4,
+    gt_maps: Tensor | None = None,
+    rows: Sequence[tuple[str, Sequence[int]]] | None = None,
 ) -> Path:
-    """Write a PNG grid: each frame beside its map (jet, 0 blue to 1 red), gt boxes on both.
+    """Write a PNG: each frame with its map overlaid (jet, 0 blue to 1 red, half transparent), the
+    ground truth drawn on it (boxes in white, the gt map's outline in white dashes), one shared
+    colour bar; ``rows`` groups the samples under a label each (e.g. best, worst, random).
 
     ``images`` (N, 3, H, W) in [0, 1]; ``maps`` (N, h, w) in [0, 1] (stretched over the frame);
-    ``boxes`` per image (M, 4) normalised ``[x1, y1, x2, y2]``.
+    ``boxes`` per image (M, 4) normalised ``[x1, y1, x2, y2]``; ``gt_maps`` (N, S, S) or None.
     """
     import matplotlib
 
@@ -28,23 +31,45 @@ def overlay_grid(
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    n = images.shape[0]
-    rows = max(1, -(-n // columns))
-    fig, axes = plt.subplots(rows, 2 * columns, figsize=(4 * columns, 2.2 * rows), squeeze=False)
+    rows = list(rows) if rows else [("", list(range(images.shape[0])))]
+    columns = max(1, max(len(members) for _, members in rows))
+    fig, axes = plt.subplots(len(rows), columns, figsize=(2.6 * columns + 0.8, 2.7 * len(rows)), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for i in range(n):
-        frame_ax, map_ax = axes.flat[2 * i], axes.flat[2 * i + 1]
-        img = images[i].detach().float().permute(1, 2, 0).cpu().numpy()
-        h, w = img.shape[:2]
-        frame_ax.imshow(img)
-        map_ax.imshow(maps[i].detach().float().cpu().numpy(), cmap="jet", vmin=0, vmax=1, extent=(0, w, h, 0))
-        for ax in (frame_ax, map_ax):
+    shown = None
+    for r, (label, members) in enumerate(rows):
+        for c, i in enumerate(members):
+            ax = axes[r, c]
+            img = images[i].detach().float().permute(1, 2, 0).cpu().numpy()
+            h, w = img.shape[:2]
+            ax.imshow(img)
+            shown = ax.imshow(maps[i].detach().float().cpu().numpy(), cmap="jet", vmin=0, vmax=1, alpha=0.5, extent=(0, w, h, 0))
             for x1, y1, x2, y2 in np.asarray(boxes[i].detach().cpu(), dtype=float).reshape(-1, 4):
                 ax.add_patch(Rectangle((x1 * w, y1 * h), (x2 - x1) * w, (y2 - y1) * h, fill=False, ec="white", lw=1.5))
-        if titles:
-            frame_ax.set_title(titles[i], fontsize=8, loc="left")
-    return _save(fig, path, dpi=80)
+            if gt_maps is not None and float(gt_maps[i].max()) > 0:
+                gt = gt_maps[i].detach().float().cpu().numpy()
+                ys, xs = np.linspace(0, h, gt.shape[0]), np.linspace(0, w, gt.shape[1])
+                ax.contour(xs, ys, gt, levels=[0.25], colors="white", linewidths=1.0, linestyles="dashed")
+            if titles:
+                ax.set_title(titles[i], fontsize=7, loc="left")
+        if label:
+            axes[r, 0].text(-0.08, 0.5, label, rotation=90, va="center", ha="right", fontsize=10, transform=axes[r, 0].transAxes)
+    if shown is not None:
+        fig.colorbar(shown, ax=axes, fraction=0.02, pad=0.01, label="localization score")
+    return _save(fig, path, dpi=80, tight=False)
+
+
+def pick_examples(index: Sequence[int], scores: Sequence[float], per_group: int, seed: int = 0) -> list[tuple[str, list[int]]]:
+    """(label, dataset indices) of the best, the worst and a fixed random few by score (NaN counts
+    as worst), each group ``per_group`` long and none shown twice."""
+    import random
+
+    ranked = sorted(zip(index, scores), key=lambda pair: (-np.inf if np.isnan(pair[1]) else pair[1], pair[0]))
+    worst = [i for i, _ in ranked[:per_group]]
+    best = [i for i, _ in ranked[::-1] if i not in worst][:per_group]
+    rest = sorted(set(index) - set(best) - set(worst))
+    draw = sorted(random.Random(seed).sample(rest, min(per_group, len(rest))))
+    return [(label, members) for label, members in (("best", best), ("worst", worst), ("random", draw)) if members]
 
 
 def success_plot(curves: dict[str, tuple[Tensor, Tensor]], path: str | Path, title: str = "") -> Path:
@@ -88,10 +113,11 @@ def blend_overlay(image, scores: Tensor, path: str | Path, title: str = "") -> P
     return _save(fig, path, dpi=100)
 
 
-def _save(fig, path: str | Path, dpi: int) -> Path:
+def _save(fig, path: str | Path, dpi: int, tight: bool = True) -> Path:
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
+    if tight:
+        fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)

@@ -75,14 +75,12 @@ def test_unknown_config_key_is_named(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--config", str(bad)])
     assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "marign" in err and "not accepted" in err
-    assert len(err.splitlines()) < 20  # the problem, not a 60-line usage dump
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["sslbench: error: --model: EZVSL has no option 'marign'; did you mean margin? (see sslbench fit --help)"]
 
 
 def test_help_lists_the_subcommands(capsys):
-    with pytest.raises(SystemExit):
-        main(["--help"])
+    main(["--help"])
     out = capsys.readouterr().out
     assert all(cmd in out for cmd in ("fit", "validate", "test", "predict"))
 
@@ -128,7 +126,7 @@ def test_knn_tables_feed_ssl_align_conceptual_positives(tmp_path, run_root):
 
 
 def test_top_k_is_the_brute_force_ranking():
-    from sslbench.knn import top_k
+    from sslbench.neighbours import top_k
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(30, 5, generator=g)
@@ -186,7 +184,7 @@ def test_every_experiment_config_parses(path, capsys):
 def test_knn_spectrum_encoder_averages_over_time_for_every_front_end(preset, bins):
     """Frequency x time spectrograms and time x mel log-mels both give one value per frequency bin."""
     from sslbench.audio import build_frontend, get_preset
-    from sslbench.knn import mean_spectrum
+    from sslbench.neighbours import mean_spectrum
 
     p = get_preset(preset)
     audio = build_frontend(p)(torch.randn(2, p.num_samples))
@@ -210,3 +208,47 @@ def test_an_unwritable_output_folder_stops_at_once_with_one_line(tmp_path, capsy
         assert stop.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "cannot write the output folder" in err[0] and str(bad) in err[0], err
+
+
+def test_help_and_non_training_commands_do_not_import_lightning():
+    """`sslbench --help` lists every command in one line each, and the commands that do not train
+    answer without importing Lightning (nor torch for --help), in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\nfrom sslbench.cli import main\n"
+        "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "print('LOADED', 'lightning' in sys.modules, 'torch' in sys.modules)"
+    )
+    for words, torch_too in ((["--help"], False), (["report", "--help"], False), (["prepare", "--help"], False),
+                             (["data", "check", "--help"], False), (["knn", "--help"], False), (["predict", "--help"], False)):
+        out = subprocess.run([sys.executable, "-c", probe, *words], capture_output=True, text=True, cwd=REPO).stdout
+        assert out.strip().splitlines()[-1] == f"LOADED False {torch_too}", (words, out[-300:])
+    listing = subprocess.run([sys.executable, "-c", probe, "--help"], capture_output=True, text=True, cwd=REPO).stdout
+    for command in ("fit", "validate", "test", "predict", "report", "prepare", "data", "knn"):
+        assert any(line.startswith(f"  {command} ") and len(line.split()) > 3 for line in listing.splitlines()), command
+
+
+@pytest.mark.parametrize("words,expected", [
+    (["--model.pooling", "maxx"], "--model.pooling: 'maxx' is not one of max, soft_threshold; did you mean max?"),
+    (["--model.init_args.marign", "0.1"], "--model: EZVSL has no option 'marign'; did you mean margin?"),
+    (["--evaluator.protocol", "ezvls"], "did you mean ezvsl?"),
+    (["--data.audio_preset", "quik"], "did you mean quick?"),
+    (["--trainr.max_epochs", "3"], "unrecognized option --trainr.max_epochs; did you mean --trainer.max_epochs?"),
+    (["--data.train", "SynthticScenes"], "--data.train: unknown class 'SynthticScenes'; did you mean SyntheticScenes?"),
+])
+def test_misspelled_keys_classes_and_choices_get_one_line_with_the_closest_name(words, expected, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["fit", "--model", "EZVSL", *words, "--print_config"])
+    assert stop.value.code == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("sslbench: error: ") and expected in err[0], err
+
+
+def test_an_unknown_command_is_named_with_the_closest(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["fitt"])
+    assert stop.value.code == 2 and "unknown command 'fitt'; did you mean fit?" in capsys.readouterr().err
+    main(["--help"])
+    assert "commands:" in capsys.readouterr().out

@@ -114,3 +114,23 @@ def test_sslalign_upsamples_vggss_as_cv2_and_other_sets_with_align_corners():
         modes = [evaluator.upsample_mode(trainer, "test", i, get_protocol(name)) for i in range(3)]
         assert modes == ["bilinear", "bilinear_align_corners", "bilinear_align_corners"]
     assert [evaluator.upsample_mode(trainer, "test", i, get_protocol("ezvsl")) for i in range(3)] == ["bilinear_align_corners"] * 3
+
+
+def test_pictures_show_the_best_the_worst_and_a_fixed_random_few():
+    from sslbench.viz import pick_examples
+
+    scores = [0.5, float("nan"), 0.9, 0.1, 0.7, 0.3, 0.95, 0.0, 0.6, 0.2]
+    groups = dict(pick_examples(list(range(10)), scores, per_group=2))
+    assert groups["best"] == [6, 2] and groups["worst"] == [1, 7]  # NaN counts as the worst
+    assert len(groups["random"]) == 2 and not set(groups["random"]) & {6, 2, 1, 7}
+    assert dict(pick_examples(list(range(10)), scores, per_group=2))["random"] == groups["random"]  # fixed
+    assert [label for label, _ in pick_examples([3], [0.4], per_group=2)] == ["worst"]  # nothing shown twice
+
+
+def test_heatmap_picture_is_written_with_its_rows(results):
+    root, _ = results
+    from PIL import Image
+
+    for name in ("synthetic", "synthetic_duet", "synthetic_extended", "synthetic_masks"):
+        path = root / "results" / f"heatmaps_{name}.png"
+        assert path.is_file() and Image.open(path).size[0] > 200, name

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from sslbench import cli
+from sslbench.commands import train
 
 from conftest import TINY_DATA, TINY_EZVSL
 
@@ -15,19 +16,19 @@ def test_offline_wandb_without_a_key(monkeypatch, tmp_path):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "wandb" else None)
-    logger = cli.default_logger()
+    logger = train.default_logger()
     assert logger["class_path"].endswith("WandbLogger") and logger["init_args"]["offline"] is True
     (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password abc\n")
     (tmp_path / ".netrc").chmod(0o600)
-    assert cli.default_logger()["init_args"]["offline"] is False
+    assert train.default_logger()["init_args"]["offline"] is False
 
 
 def test_csv_without_wandb_or_when_disabled(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
-    assert cli.default_logger()["class_path"].endswith("CSVLogger")
+    assert train.default_logger()["class_path"].endswith("CSVLogger")
     monkeypatch.undo()
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    assert cli.default_logger()["class_path"].endswith("CSVLogger")
+    assert train.default_logger()["class_path"].endswith("CSVLogger")
 
 
 @pytest.mark.slow
@@ -38,7 +39,7 @@ def test_offline_wandb_run_records_config_and_results(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     test_set = '[{"class_path": "SyntheticScenes", "init_args": {"num_samples": 8}}]'
-    cli.build_cli(["fit", *TINY_EZVSL, *TINY_DATA, "--data.test", test_set, "--trainer.max_epochs", "1",
+    train.build_cli(["fit", *TINY_EZVSL, *TINY_DATA, "--data.test", test_set, "--trainer.max_epochs", "1",
                    "--trainer.enable_progress_bar", "false"])  # not main(): it would finish the run
     import wandb
 
@@ -79,7 +80,7 @@ def test_run_config_is_found_where_older_wandb_runs_kept_it(tmp_path):
     """Runs logged by W&B before one run folder held everything: checkpoints in
     ``<save_dir>/<project>/<id>/checkpoints``, the config in W&B's own ``files/config.yaml``, in W&B's
     format ({key: {value: ...}}, ours under "config")."""
-    from sslbench.methods.base import saved_run_config
+    from sslbench.runs import saved_run_config
 
     checkpoint = tmp_path / "runs" / "sslbench" / "abc123" / "checkpoints" / "epoch=3.ckpt"
     checkpoint.parent.mkdir(parents=True)
@@ -102,10 +103,10 @@ def test_wandb_names_groups_and_tags_follow_the_experiment():
     data = Namespace(train=Namespace(class_path="datamodules.folder.VGGSound", init_args=Namespace(ids="m/vggss_144k.txt")),
                      test=[Namespace(class_path="VGGSS", init_args=Namespace()), Namespace(class_path="FlickrSoundNet")])
     config = Namespace(evaluator=Namespace(experiment="ezvsl_margin+ogl"), seed_everything=2, data=data)
-    cli.wandb_conventions(init, config, "EZVSL", "fit")
+    train.wandb_conventions(init, config, "EZVSL", "fit")
     assert (init.name, init.group, init.job_type) == ("ezvsl_margin+ogl-s2", "ezvsl_margin+ogl", "fit")
     assert init.tags == ["EZVSL", "train:VGGSound(vggss_144k)", "test:VGGSS", "test:FlickrSoundNet"]
     assert init.log_model is True  # online: checkpoints become artifacts
     offline = Namespace(name="mine", group=None, job_type=None, tags=None, offline=True, log_model=False)
-    cli.wandb_conventions(offline, config, "EZVSL", "test")
+    train.wandb_conventions(offline, config, "EZVSL", "test")
     assert offline.name == "mine" and offline.log_model is False  # what the user set stays

@@ -66,7 +66,7 @@ def test_one_pair_and_usage_errors(checkpoint, tmp_path, capsys):
               "--out", str(tmp_path / "one"), "--audio-preset", "ezvsl"])
     assert (tmp_path / "one" / "street.png").is_file()
     with pytest.raises(SSLBenchError, match="file not found"):
-        from sslbench.predict import main
+        from sslbench.commands.predict import main
 
         main([str(checkpoint), "--image", str(clips / "nope.jpg"), "--audio", str(clips / "audio" / "street.wav")])
     with pytest.raises(SystemExit):

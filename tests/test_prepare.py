@@ -20,8 +20,8 @@ from datamodules import packed as packed_module
 from datamodules.packed import pack_folder
 from sslbench import cli
 from sslbench.audio import PRESETS
-from sslbench.datacheck import check
-from sslbench.prepare import Settings, run
+from sslbench.commands.datacheck import check
+from sslbench.commands.prepare import Settings, run
 
 from conftest import REPO, write_video
 

@@ -7,7 +7,8 @@ import re
 import pytest
 import torch
 
-from sslbench import cli, report
+from sslbench import cli
+from sslbench.commands import report, train
 from sslbench.errors import SSLBenchError
 
 from conftest import TINY_DATA, TINY_EZVSL
@@ -90,10 +91,10 @@ def test_report_errors(tmp_path):
 
 
 def test_seed_lists_and_experiment_names():
-    assert cli.pop_seeds(["fit", "--seeds", "0,1,2", "--x", "1"]) == ([0, 1, 2], ["fit", "--x", "1"])
-    assert cli.pop_seeds(["fit", "--seeds=4"]) == ([4], ["fit"])
+    assert train.pop_seeds(["fit", "--seeds", "0,1,2", "--x", "1"]) == ([0, 1, 2], ["fit", "--x", "1"])
+    assert train.pop_seeds(["fit", "--seeds=4"]) == ([4], ["fit"])
     with pytest.raises(SSLBenchError, match="integers"):
-        cli.pop_seeds(["fit", "--seeds", "a,b"])
-    assert cli.experiment_name(["experiments/synthetic/base.yaml", "experiments/synthetic/ezvsl.yaml"]) == "synthetic/ezvsl"
-    assert cli.experiment_name(["experiments/ezvsl_margin.yaml", "experiments/ogl.yaml", "experiments/trainer/cpu.yaml"]) == "ezvsl_margin+ogl"
-    assert cli.experiment_name([]) is None
+        train.pop_seeds(["fit", "--seeds", "a,b"])
+    assert train.experiment_name(["experiments/synthetic/base.yaml", "experiments/synthetic/ezvsl.yaml"]) == "synthetic/ezvsl"
+    assert train.experiment_name(["experiments/ezvsl_margin.yaml", "experiments/ogl.yaml", "experiments/trainer/cpu.yaml"]) == "ezvsl_margin+ogl"
+    assert train.experiment_name([]) is None

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sslbench import cli
+from sslbench.commands import train
 from sslbench.eval.callback import HEADLINE
 
 SWEEPS = sorted((Path(__file__).resolve().parents[1] / "experiments" / "sweeps").glob("*.yaml"))
@@ -57,7 +57,7 @@ def test_sweep_drives_sslbench_fit(path, capsys, monkeypatch):
     for _ in range(3):
         values = {k: draw(spec, rng) for k, spec in sweep["parameters"].items()}
         with pytest.raises(SystemExit) as done:
-            cli.build_cli([*agent_command(sweep, values), "--print_config"], run=True)
+            train.build_cli([*agent_command(sweep, values), "--print_config"], run=True)
         assert done.value.code in (0, None)
         resolved = yaml.safe_load(capsys.readouterr().out)
         for key, value in values.items():

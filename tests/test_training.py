@@ -35,7 +35,7 @@ def test_short_synthetic_training_beats_the_untrained_model(name, tmp_path, monk
     monkeypatch.chdir(tmp_path)
     extra = []
     if name == "SSL-Align":
-        from sslbench.knn import main as knn
+        from sslbench.commands.knn import main as knn
 
         knn(["--config", str(SYNTHETIC / "base.yaml"), "--image-encoder", "colour", "--audio-encoder", "spectrum",
              "--k", "30", "--out", str(tmp_path / "nn.npz")])

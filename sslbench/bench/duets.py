@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from sslbench.cli import finish_wandb_run
+from sslbench.commands.train import finish_wandb_run
 from sslbench.demo import scorer
 
 REPO = Path(__file__).resolve().parents[2]

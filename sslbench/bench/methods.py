@@ -73,7 +73,7 @@ def neighbour_tables() -> Path:
     """SSL-Align's conceptual neighbours of the synthetic training list, from weight-free encoders."""
     path = REPO / "runs" / "neighbours_synthetic.npz"
     if not path.is_file():
-        from sslbench.knn import main as knn
+        from sslbench.commands.knn import main as knn
 
         knn(["--config", str(SYNTHETIC / "base.yaml"), "--image-encoder", "colour", "--audio-encoder", "spectrum",
              "--k", "30", "--out", str(path)])

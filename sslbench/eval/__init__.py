@@ -1,7 +1,15 @@
-"""Evaluation: the functional core, its torchmetrics wrapper and the Lightning callback."""
+"""Evaluation: the functional core (``sslbench.eval.functional``, torch only), its torchmetrics
+wrappers and the Lightning callback. Names load on first use, so the functional core and the
+protocols import without Lightning."""
 
-from sslbench.eval.callback import LocalizationEvaluator
-from sslbench.eval.metrics import LocalizationMetrics
-from sslbench.eval.protocols import PROTOCOLS, Protocol, get_protocol
+from sslbench.lazy import lazy_names
 
-__all__ = ["PROTOCOLS", "LocalizationEvaluator", "LocalizationMetrics", "Protocol", "get_protocol"]
+_WHERE = {
+    "LocalizationEvaluator": "sslbench.eval.callback",
+    "LocalizationMetrics": "sslbench.eval.metrics",
+    "PROTOCOLS": "sslbench.eval.protocols",
+    "Protocol": "sslbench.eval.protocols",
+    "get_protocol": "sslbench.eval.protocols",
+}
+
+__getattr__, __all__ = lazy_names(__name__, _WHERE)

@@ -6,7 +6,7 @@ import csv
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -20,7 +20,7 @@ from datamodules.transforms import denormalize
 from sslbench.eval.floors import FLOORS, floor_maps
 from sslbench.eval.functional import success_curve
 from sslbench.eval.metrics import LocalizationMetrics, MultiSourceMetrics, SegmentationMetrics
-from sslbench.eval.protocols import Protocol, get_protocol
+from sslbench.eval.protocols import MultiProtocolName, Protocol, SegmentationProtocolName, SingleProtocolName, get_protocol
 
 #: what is logged, per protocol family (extended sets add AP, max-F1 and LocAcc)
 HEADLINE = {
@@ -115,10 +115,10 @@ class LocalizationEvaluator(Callback):
 
     def __init__(
         self,
-        protocol: str | None = None,
-        multi_source_protocol: str | None = None,
-        segmentation_protocol: str | None = None,
-        floors: list[str] | None = None,
+        protocol: SingleProtocolName | None = None,
+        multi_source_protocol: MultiProtocolName | None = None,
+        segmentation_protocol: SegmentationProtocolName | None = None,
+        floors: list[Literal["centre", "whole_image", "random"]] | None = None,
         num_visualized: int = 8,
         results_dir: str | None = None,
         experiment: str | None = None,
@@ -386,24 +386,30 @@ class LocalizationEvaluator(Callback):
             rank_zero_warn(f"could not plot the success curve of {name}: {type(err).__name__}: {err}")
 
     def _draw(self, trainer, pl_module, name: str, dataset, result: dict[str, Any]) -> None:
-        """Heatmaps of the first samples; a failure here warns and never stops a run."""
+        """Heatmaps of the best, the worst and a fixed random few samples by their score, overlaid
+        on the frames with the ground truth; a failure here warns and never stops a run."""
         if not self.num_visualized or dataset is None:
             return
         try:
-            from sslbench.viz import overlay_grid
+            from sslbench.viz import overlay_grid, pick_examples
 
-            samples = [dataset[i] for i in range(min(self.num_visualized, len(dataset)))]
-            batch = collate(samples)
+            per_sample = result["per_sample"]
+            score_name = "ciou" if "ciou" in per_sample else "frame_iou" if "frame_iou" in per_sample else "ap"
+            index, values = per_sample["index"].tolist(), per_sample[score_name].double().tolist()
+            groups = pick_examples(index, values, max(1, self.num_visualized // 3))
+            chosen = [i for _, members in groups for i in members]
+            batch = collate([dataset[i] for i in chosen])
             if batch is None:
                 return
             batch = pl_module.transfer_batch_to_device(batch, pl_module.device, 0)
             batch = trainer.datamodule.on_after_batch_transfer(batch, 0)
             maps = pl_module.localize(batch.image, batch.audio)
-            per_sample = result["per_sample"]
-            score_name = "ciou" if "ciou" in per_sample else "frame_iou" if "frame_iou" in per_sample else "ap"
-            scores = dict(zip(per_sample["index"].tolist(), per_sample[score_name].tolist()))
+            position = {i: p for p, i in enumerate(batch.index.tolist())}
+            scores = dict(zip(index, values))
             titles = [f"{sid}  {score_name} {scores.get(i, float('nan')):.2f}" for sid, i in zip(batch.sample_id, batch.index.tolist())]
-            path = overlay_grid(denormalize(batch.image), maps, batch.boxes, self._out_dir(trainer) / f"heatmaps_{name}.png", titles)
+            rows = [(label, [position[i] for i in members if i in position]) for label, members in groups]
+            path = overlay_grid(denormalize(batch.image), maps, batch.boxes, self._out_dir(trainer) / f"heatmaps_{name}.png",
+                                titles, gt_maps=batch.gt_map, rows=rows)
             if hasattr(trainer.logger, "log_image"):
                 trainer.logger.log_image(key=f"test/{name}/heatmaps", images=[str(path)])
         except Exception as err:  # pictures must never break a run

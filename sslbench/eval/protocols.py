@@ -8,6 +8,7 @@ exactly which evaluation produced it (``shared/reference/evaluation.md`` part A)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 #: what a test set asks to be scored with (``AVDataset.evaluation``)
 KINDS = ("single", "extended", "multi", "segmentation")
@@ -85,6 +86,12 @@ PROTOCOLS: dict[str, Protocol] = {
                  reference="AVSBench S4 mask_iou / Eval_Fmeasure per video; min-max maps taken as probabilities"),
     )
 }
+
+#: protocol names, for typed arguments: single-source / extended, multi-source, segmentation
+SingleProtocolName = Literal[tuple(n for n, p in PROTOCOLS.items() if p.family == "single")]
+MultiProtocolName = Literal[tuple(n for n, p in PROTOCOLS.items() if p.family in ("ioi", "avgn"))]
+SegmentationProtocolName = Literal[tuple(n for n, p in PROTOCOLS.items() if p.family == "s4")]
+
 
 def get_protocol(name: str) -> Protocol:
     try:

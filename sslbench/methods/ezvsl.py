@@ -13,6 +13,8 @@ Defaults are EZ-VSL (max-MIL, tau 0.03, symmetric, margin 0). ``margin=-0.2`` al
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
@@ -46,7 +48,7 @@ class EZVSL(LocalizationMethod):
         embed_dim: int = 512,
         tau: float = 0.03,
         margin: float = 0.0,
-        pooling: str = "max",
+        pooling: Literal["max", "soft_threshold"] = "max",
         symmetric: bool = True,
         vision_weights: str | None = "imagenet",
         backbone_width: int = 64,

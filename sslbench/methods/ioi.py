@@ -20,6 +20,8 @@ https://arxiv.org/abs/2403.17420 ; reference VisualAIKHU/NoPrior_MultiSSL (metho
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
@@ -37,6 +39,8 @@ from sslbench.nn.ioi import Identification, cluster_bank, identify_sounding_obje
 from sslbench.nn.similarity import av_similarity, max_pooled_unit
 
 VISION_BATCHNORM = ("batch", "frozen")
+#: each choice between the reference code and the paper
+Form = Literal["code", "paper"]
 
 
 class IOI(LocalizationMethod):
@@ -72,10 +76,10 @@ class IOI(LocalizationMethod):
 
     def __init__(
         self,
-        avc: str = "code",
-        ioi_form: str = "code",
-        clustering: str = "code",
-        osc_normalization: str = "code",
+        avc: Form = "code",
+        ioi_form: Form = "code",
+        clustering: Form = "code",
+        osc_normalization: Form = "code",
         eps_pos: float = 0.65,
         eps_neg: float = 0.4,
         mask_sharpness: float = 0.03,
@@ -85,7 +89,7 @@ class IOI(LocalizationMethod):
         stop_threshold: float = 0.1,
         osc_weight: float = 1.0,
         freeze_vision: bool = True,
-        vision_batchnorm: str = "batch",
+        vision_batchnorm: Literal["batch", "frozen"] = "batch",
         vision_weights: str | None = "imagenet",
         backbone_width: int = 64,
         lr: float = 1e-4,

@@ -15,6 +15,8 @@ alpha = 0.4 in EZ-VSL, SSPL and SSL-Align, 0.9 in SLAVC's README, 0.3 in AVGN's.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import Tensor, nn
 
@@ -39,7 +41,7 @@ class ObjectGuidance(nn.Module):
         null (the default): the one of the method's own reference (``LocalizationMethod.ogl_normalization``).
     """
 
-    def __init__(self, alpha: float = 0.4, weights: str = "imagenet", normalization: str | None = None):
+    def __init__(self, alpha: float = 0.4, weights: str = "imagenet", normalization: Literal["minmax", "lvs", "fixed_range"] | None = None):
         super().__init__()
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")

@@ -17,6 +17,8 @@ together), as in ``train.py``, so BatchNorm normalises each view with its own ba
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -72,13 +74,13 @@ class SSLAlign(LocalizationMethod):
 
     def __init__(
         self,
-        similarity: str = "code",
-        image_pooling: str = "max",
+        similarity: Literal["code", "paper"] = "code",
+        image_pooling: Literal["max", "avg"] = "max",
         alignment: bool = True,
         augmented_positives: bool = True,
         conceptual_positives: bool = True,
         audio_shift_seconds: float = 3.5,
-        augmentation: str = "code",
+        augmentation: Literal["code", "intended"] = "code",
         eps: float = 0.65,
         sharpness: float = 0.03,
         tau: float = 0.07,

@@ -1,19 +1,9 @@
-"""``sslbench predict``: where does the sound come from, for your own image and audio files.
-
-    sslbench predict runs/.../best.ckpt --image dog.jpg --audio bark.wav --out preds/
-    sslbench predict their_ezvsl.pth --pairs my_clips/ --out preds/
-
-``--pairs DIR`` takes every image in DIR (jpg, png) with the audio file of the same name (wav,
-flac, ogg), next to it or in ``DIR/audio/``. Writes ``<name>.png`` (the heatmap over the image,
-beside the image itself) per pair and ``maps.npz`` (each pair's raw map at the network's input
-size, before any normalisation). Released reference checkpoints work too (``sslbench.checkpoints``).
-The audio is cut and transformed with the preset the model was trained with: the run's saved
-config when there is one, else ``--audio-preset``, else the method's paper preset.
-"""
+"""Localization maps for your own image and audio files, with any checkpoint (``sslbench predict``
+in ``sslbench.commands.predict`` is the command): pairs found in a folder, the model and its run's
+audio preset, overlays and raw maps written."""
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import sys
 from pathlib import Path
@@ -26,8 +16,9 @@ from datamodules.folder import read_waveform
 from datamodules.transforms import image_transform, load_rgb
 from sslbench.audio import build_frontend, cut_window, get_preset
 from sslbench.checkpoints import LAYOUTS, detect_layout, load_reference_checkpoint
-from sslbench.errors import SSLBenchError, ensure_writable
-from sslbench.methods.base import LocalizationMethod, load_method, saved_run_config
+from sslbench.errors import SSLBenchError
+from sslbench.methods.base import LocalizationMethod, load_method
+from sslbench.runs import saved_run_config
 from sslbench.viz import blend_overlay
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -103,41 +94,3 @@ def predict(model: LocalizationMethod, pairs, preset_name: str, image_size: int,
     if raw_maps:
         np.savez_compressed(out / "maps.npz", **raw_maps)
     return written, skipped
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="sslbench predict", description=__doc__.split("\n\n")[0].replace("``", "`"))
-    parser.add_argument("checkpoint", help="an sslbench checkpoint, or a reference repository's released one")
-    parser.add_argument("--image", help="one image file (with --audio)")
-    parser.add_argument("--audio", help="the audio file heard with --image")
-    parser.add_argument("--pairs", help="a folder of images and same-named audio files")
-    parser.add_argument("--out", default="predictions", help="output folder (default: predictions)")
-    parser.add_argument("--audio-preset", help="audio preset (default: the run's, else the method's paper preset)")
-    parser.add_argument("--image-size", type=int, help="network input side (default: the run's, else 224)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args(argv)
-    if bool(args.pairs) == bool(args.image or args.audio) or bool(args.image) != bool(args.audio):
-        parser.error("give either --image and --audio, or --pairs FOLDER")
-    ensure_writable(args.out, "output folder (--out)")
-    if args.pairs:
-        pairs, lonely = find_pairs(Path(args.pairs))
-        if lonely:
-            print(f"predict: {len(lonely)} images have no audio file of their name, e.g. {lonely[0]}", file=sys.stderr)
-    else:
-        for given in (args.image, args.audio):
-            if not Path(given).is_file():
-                raise SSLBenchError(f"predict: file not found: {given}")
-        pairs = [(Path(args.image).stem, Path(args.image), Path(args.audio))]
-    if not pairs:
-        raise SSLBenchError(f"predict: no image with a same-named audio file ({', '.join(AUDIO_SUFFIXES)}) in {args.pairs}")
-    model, run_config = load_model(Path(args.checkpoint))
-    data = run_config.get("data") or {}
-    preset = args.audio_preset or data.get("audio_preset") or PAPER_PRESET.get(type(model).__name__, "ezvsl")
-    image_size = args.image_size or data.get("image_size") or 224
-    print(f"predict: {type(model).__name__}, audio preset {preset}, images at {image_size} px, {len(pairs)} pairs", file=sys.stderr)
-    written, skipped = predict(model, pairs, preset, image_size, Path(args.out), args.device)
-    for name, reason in skipped.items():
-        print(f"predict: skipped {name}: {reason}", file=sys.stderr)
-    if not written:
-        raise SSLBenchError("predict: no pair could be read")
-    print(f"predict: wrote {len(written)} overlays and maps.npz to {args.out}" + (f"; skipped {len(skipped)}" if skipped else ""))

@@ -18,12 +18,13 @@ import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from sslbench.errors import SSLBenchError, ensure_writable
-from sslbench.eval.functional import success_curve
-from sslbench.methods.base import saved_run_config
+from sslbench.runs import saved_run_config
+
+if TYPE_CHECKING:  # torch loads when curves are drawn, so `sslbench report --help` answers at once
+    import torch
 
 #: floors shown beside the method, by the first metric of the table
 FLOOR_ORDER = ("centre", "whole_image", "random")
@@ -67,6 +68,8 @@ class TestResult:
         if not rows or "ciou" not in rows[0]:
             return None
         values = [float(r["ciou"]) for r in rows if r.get("n_boxes", "-1") not in ("0", "0.0")]
+        import torch
+
         return torch.tensor(values, dtype=torch.float64) if values else None
 
 
@@ -143,6 +146,8 @@ def render(results: list[TestResult], sources: list[str]) -> str:
 
 def curves(results: list[TestResult]) -> dict[tuple, list[tuple[str, torch.Tensor, torch.Tensor]]]:
     """Per table, each run's (label, thresholds, success ratios) from its per-sample file."""
+    from sslbench.eval.functional import success_curve
+
     groups: dict[tuple, list] = {}
     for result in results:
         cious = result.cious()
@@ -161,6 +166,7 @@ def plot(results: list[TestResult], path: Path) -> Path | None:
     if not groups:
         return None
     import matplotlib
+    import torch
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
