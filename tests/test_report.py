@@ -98,3 +98,51 @@ def test_seed_lists_and_experiment_names():
     assert train.experiment_name(["experiments/synthetic/base.yaml", "experiments/synthetic/ezvsl.yaml"]) == "synthetic/ezvsl"
     assert train.experiment_name(["experiments/ezvsl_margin.yaml", "experiments/ogl.yaml", "experiments/trainer/cpu.yaml"]) == "ezvsl_margin+ogl"
     assert train.experiment_name([]) is None
+
+
+def fake_run(root, name, *, seed, margin, ciou, checkpoint=None, mtime=None):
+    """A finished run as sslbench writes one: config.yaml, results/test_synthetic.{json,csv}."""
+    import os
+
+    import yaml
+
+    folder = root / name
+    (folder / "results").mkdir(parents=True)
+    config = {"seed_everything": seed, "model": {"class_path": "sslbench.methods.EZVSL", "init_args": {"margin": margin, "tau": 0.07}},
+              "data": {"batch_size": 8, "num_workers": 0}, "trainer": {"default_root_dir": str(folder), "max_epochs": 2}}
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    cious = [ciou, ciou, 0.0, 1.0]
+    summary = {"dataset": "synthetic", "kind": "single", "sample_list": "synthetic", "protocol": "ezvsl", "n": 4,
+               "sample_ids_hash": "abc", "ciou@0.5": sum(c >= 0.5 for c in cious) / 4, "auc": ciou, "floors": {},
+               "run": {"method": "EZVSL", "experiment": "margin_sweep", "seed": seed, "train_set": "synthetic",
+                       "checkpoint": checkpoint}}
+    path = folder / "results" / "test_synthetic.json"
+    path.write_text(json.dumps(summary))
+    with open(path.with_suffix(".csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["index", "sample_id", "ciou"])
+        writer.writerows([i, f"s{i}", c] for i, c in enumerate(cious))
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+def test_rows_are_distinct_configurations_and_repeats_count_once(tmp_path, capsys):
+    """Seeds 0 and 1 at margin -0.2 pool; margin -0.3 is its own row, named by the setting that
+    differs; a re-test of seed 0's checkpoint and a resumed copy of seed 1 (same config and seed)
+    are counted once; every curve has its own label."""
+    fake_run(tmp_path, "a", seed=0, margin=-0.2, ciou=0.6, checkpoint="/ck/a.ckpt", mtime=1)
+    fake_run(tmp_path, "b", seed=1, margin=-0.2, ciou=0.4, mtime=1)
+    fake_run(tmp_path, "c", seed=0, margin=-0.3, ciou=0.8, mtime=1)
+    fake_run(tmp_path, "a_retest", seed=0, margin=-0.2, ciou=0.6, checkpoint="/ck/a.ckpt", mtime=2)
+    fake_run(tmp_path, "b_resumed", seed=1, margin=-0.2, ciou=0.4, mtime=2)
+    out = tmp_path / "report.md"
+    report.main([str(tmp_path), "--out", str(out)])
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| EZVSL")]
+    assert len(rows) == 2
+    pooled = next(r for r in rows if "margin=-0.2" in r)
+    assert "| 0,1 | 4 |" in pooled and "0.5000 ± 0.1414" in pooled  # auc: mean and sample std of 0.6, 0.4
+    assert "margin=-0.3" in next(r for r in rows if r is not pooled) and "| 0 | 4 |" in rows[1 - rows.index(pooled)]
+    assert "2 repeated results" in capsys.readouterr().err
+    labels = [label for members in report.curves(report.collect([str(tmp_path)])).values() for label, _, _ in members]
+    assert len(labels) == 3 == len(set(labels))

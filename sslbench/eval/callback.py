@@ -320,7 +320,8 @@ class LocalizationEvaluator(Callback):
             "experiment": self.experiment or type(pl_module).__name__.lower(),
             "seed": trained["seed"] if trained else int(seed) if seed is not None else None,
             "train_set": getattr(train_set, "list_name", None),
-            "checkpoint": str(trainer.ckpt_path) if trainer.ckpt_path else None,
+            # absolute, so two tests of one checkpoint are recognised as one in reports
+            "checkpoint": str(Path(trainer.ckpt_path).resolve()) if trainer.ckpt_path else None,
         }
 
     def _log_wandb(self, trainer, name: str, summary: dict[str, Any]) -> None:
