@@ -103,6 +103,36 @@ class ResumableRun(Callback):
         if self._states_to_restore is not None:
             set_rng_states(self._states_to_restore)
             self._states_to_restore = None
+        self._defer_sigterm_during_validation(trainer)
+
+    def _defer_sigterm_during_validation(self, trainer) -> None:
+        """Wrap Lightning's SIGTERM handler (registered by now): a signal that arrives while the
+        epoch's validation runs takes effect when it ends, so the stop comes after a complete
+        validation (Lightning would stop mid-way and, resumed, never score that epoch)."""
+        self._deferred = False
+        try:
+            lightning_handler = signal.getsignal(signal.SIGTERM)
+        except ValueError:
+            return
+        if not callable(lightning_handler):
+            return
+
+        def handler(signum, frame):
+            if trainer.validating and not trainer.sanity_checking:
+                self._deferred = True
+            else:
+                lightning_handler(signum, frame)
+
+        self._lightning_sigterm = lightning_handler
+        try:
+            signal.signal(signal.SIGTERM, handler)
+        except ValueError:  # not the main thread
+            pass
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if getattr(self, "_deferred", False):
+            self._deferred = False
+            self._lightning_sigterm(signal.SIGTERM, None)
 
     # -- signals -----------------------------------------------------------------------------
 
@@ -132,6 +162,9 @@ class ResumableRun(Callback):
             return
         self.stopped_by = self.stopped_by or "SIGTERM"
         path = checkpoint_path(trainer)
+        callback = trainer.checkpoint_callback
+        if isinstance(callback, ModelCheckpoint) and callback.save_last:
+            callback.last_model_path = str(path)  # recorded in the checkpoint: the resumed run rewrites this file
         trainer.save_checkpoint(path)  # every rank takes part; rank 0 writes
         self.saved = path
         rank_zero_info(f"{self.stopped_by}: saved epoch {trainer.current_epoch}, step {trainer.global_step} to {path}")
@@ -160,6 +193,10 @@ class EpochMetrics(Callback):
             loss = loss.detach().float()
             self._loss_sum = loss if self._loss_sum is None else self._loss_sum + loss
             self._batches += 1
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException) and self._batches:  # stopped: keep what this epoch has so far
+            self.on_train_epoch_end(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if not trainer.is_global_zero:

@@ -98,3 +98,15 @@ class SignalAtStep(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.global_step == self.step:
             os.kill(os.getpid(), self.signum)
+
+
+class SignalInValidation(Callback):
+    """Sends this process ``signum`` during the first validation batch after training step ``step``."""
+
+    def __init__(self, step: int = 3, signum: int = 15):
+        self.step, self.signum, self.sent = step, signum, False
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if not trainer.sanity_checking and trainer.global_step == self.step and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), self.signum)

@@ -74,7 +74,7 @@ def test_resumed_at_an_epoch_boundary_equals_the_uninterrupted_run(tmp_path, uni
     assert epochs[0].startswith("epoch,step,train/loss") and len(epochs) == 4  # header + epochs 0, 1, 2
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, pytest.param(signal.SIGUSR1, marks=pytest.mark.slow)])
 def test_a_signal_mid_epoch_saves_exits_non_zero_and_resumes_exactly(tmp_path, uninterrupted, signum, capsys):
     """Step 5 of 9 is the second of epoch 1: the signal saves last.ckpt after it, the exit status
     is 128 + the signal, the test is not run, and one line says how to resume."""
@@ -90,3 +90,20 @@ def test_a_signal_mid_epoch_saves_exits_non_zero_and_resumes_exactly(tmp_path, u
     assert saved["global_step"] == 5 and saved["epoch"] == 1
     fit(tmp_path, "--trainer.max_epochs", "3", "--ckpt_path", str(folder / "checkpoints" / "last.ckpt"))
     assert_same_run(final_state(tmp_path), uninterrupted)
+
+
+@pytest.mark.slow
+def test_a_signal_during_validation_waits_for_it_and_resumes_exactly(tmp_path):
+    """SIGTERM during the first of epoch 0's four validation batches: validation finishes first
+    (Lightning alone would stop mid-way, and the resumed run would never score epoch 0), then the
+    run stops; resumed, it equals an uninterrupted run with the same validation."""
+    extra = ["--data.val.num_samples", "16", "--data.eval_batch_size", "4"]
+    fit(tmp_path / "whole", "--trainer.max_epochs", "3", *extra)
+    kill = json.dumps([{"class_path": "conftest.SignalInValidation", "init_args": {"step": 3}}])
+    with pytest.raises(SystemExit) as stop:
+        fit(tmp_path / "cut", "--trainer.max_epochs", "3", "--trainer.callbacks+", kill, *extra)
+    assert stop.value.code == 128 + int(signal.SIGTERM)
+    folder = run_folder(tmp_path / "cut")
+    assert (folder / "epochs.csv").read_text().splitlines()[1].split(",")[4] != ""  # epoch 0's validation score
+    fit(tmp_path / "cut", "--trainer.max_epochs", "3", "--ckpt_path", str(folder / "checkpoints" / "last.ckpt"), *extra)
+    assert_same_run(final_state(tmp_path / "cut"), final_state(tmp_path / "whole"))
