@@ -54,7 +54,7 @@ bench-ioi: $(STAMP)  ## one IOI step on a batch of 128: batched vs one sample at
 bench-duets: $(STAMP)  ## IOI on synthetic duets vs its single-map baselines, floors and chance; one table (about 1 h on 2 cores)
 	$(BIN)/python -m sslbench.bench.duets
 
-bench-data: $(STAMP)  ## training loader samples/s: raw frames/audio files vs packed shards, by worker count (about 1 min)
+bench-data: $(STAMP)  ## training loader samples/s: raw frames/audio files vs litdata chunks, by worker count (about 2 min)
 	$(BIN)/python -m sslbench.bench.data
 
 bench-methods: $(STAMP)  ## train every method on synthetic scenes with one CPU budget; one table (about 40 min on 2 cores)

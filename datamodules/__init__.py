@@ -17,7 +17,7 @@ _WHERE = {
     "FlickrSoundNet": "datamodules.folder",
     "FramesAudioFolder": "datamodules.folder",
     "MUSIC": "datamodules.music",
-    "PackedShards": "datamodules.packed",
+    "PackedSamples": "datamodules.packed",
     "StackedMixture": "datamodules.mixtures",
     "SwappedAudio": "datamodules.datamodule",
     "SyntheticScenes": "datamodules.synthetic",

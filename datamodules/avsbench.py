@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from datamodules.base import AVDataset
+from datamodules.base import AVDataset, unreadable
 from datamodules.folder import read_waveform
 from datamodules.transforms import load_rgb
 from sslbench.audio import cut_window
@@ -130,8 +130,4 @@ class AVSBenchS4(AVDataset):
                 sample.update(gt_map=gt, boxes=mask_box(gt), group=self._groups[video])
             return sample
         except Exception as err:
-            key = f"{video}_{k}"
-            if key not in self._reported:
-                self._reported.add(key)
-                log.warning("skipping unreadable S4 frame %s (%s: %s)", key, type(err).__name__, err)
-            return None
+            return unreadable(f"{video}_{k}", f"S4 frame {video}_{k}", err)

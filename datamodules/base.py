@@ -9,7 +9,7 @@ from typing import Any
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from datamodules.transforms import image_transform
+from datamodules.transforms import decode_side, image_transform
 from sslbench.audio import PRESETS, AudioPreset
 
 
@@ -20,8 +20,9 @@ class AVDataset(Dataset, ABC):
     them), check in ``__init__`` that their root exists, and read nothing heavy before first use.
     The data module then calls :meth:`configure` with what the method needs; ``__getitem__``
     returns a dict with ``image``, ``waveform``, ``index``, ``sample_id``, ``class_id`` and, for
-    evaluation, ``gt_map`` and ``boxes`` (see ``datamodules.batch.AVBatch``), or ``None`` for a
-    sample whose files cannot be read (reported once, then skipped by the collate function).
+    evaluation, ``gt_map`` and ``boxes`` (see ``datamodules.batch.AVBatch``), or :func:`unreadable`'s
+    marker for a sample whose files cannot be read (dropped by the collate function, counted and
+    reported once by the data module).
     """
 
     #: key under which metrics are logged (``test/<name>/ciou@0.5``)
@@ -58,6 +59,11 @@ class AVDataset(Dataset, ABC):
         """This set's frame pipeline: the training or the test one, as configured."""
         return image_transform(self.image_size, self.train, self.train_transform, self.test_transform)
 
+    @property
+    def decode_side(self) -> int:
+        """The short side frames may be decoded down to (``transforms.load_rgb``'s draft mode)."""
+        return decode_side(self.image_size, self.train, self.train_transform, self.test_transform)
+
     def raw_frame(self, index: int):
         """Sample ``index``'s frame as decoded (PIL image or (3, H, W) uint8), before any resize or
         crop, for augmentations the references apply to the full frame; None when not kept."""
@@ -91,6 +97,25 @@ class AVDataset(Dataset, ABC):
 
     @abstractmethod
     def __getitem__(self, index: int) -> dict[str, Any] | None: ...
+
+
+def unreadable(sample_id: str, what, err: BaseException | str) -> dict[str, str]:
+    """What a reader returns for a sample it cannot read: the collate function drops it and the
+    data module counts it (once per run, whichever loader process met it)."""
+    reason = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
+    return {"unreadable": str(sample_id), "reason": f"{what}: {reason}"}
+
+
+def is_unreadable(sample: dict[str, Any] | None) -> bool:
+    return sample is None or "unreadable" in sample
+
+
+def first_unreadable(parts) -> dict[str, str] | None:
+    """The marker of the first unreadable part of a composed sample, else None."""
+    for part in parts:
+        if is_unreadable(part):
+            return part if part is not None else {"unreadable": "?", "reason": "unreadable"}
+    return None
 
 
 def ids_hash(sample_ids: list[str]) -> str:

@@ -28,6 +28,7 @@ class AVBatch:
         group: (B,) the video each frame belongs to (segmentation sets score per video), else None.
         views: extra training views a method asked for (``datamodules.views``): ``image_*`` (B, 3, H, W),
             ``waveform_*`` (B, T) and, after transfer, their ``audio_*`` network inputs.
+        unreadable: id -> reason of the samples of this batch that could not be read (dropped).
     """
 
     image: Tensor
@@ -42,16 +43,26 @@ class AVBatch:
     gt_frames: Tensor | None = None
     group: Tensor | None = None
     views: dict[str, Tensor] = field(default_factory=dict)
+    unreadable: dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.image.shape[0]
 
 
-def collate(samples: list[dict[str, Any] | None]) -> AVBatch | None:
-    """Stack samples; ``None`` (an unreadable file, already reported by its dataset) is dropped."""
-    samples = [s for s in samples if s is not None]
+@dataclass
+class Unreadable:
+    """A batch none of whose samples could be read: nothing to train on, only what to report."""
+
+    unreadable: dict[str, str]
+
+
+def collate(samples: list[dict[str, Any] | None]) -> AVBatch | Unreadable:
+    """Stack samples; unreadable ones (``datamodules.base.unreadable``'s markers) are dropped and
+    listed on the batch for the data module to count."""
+    bad = {s["unreadable"]: s["reason"] for s in samples if s is not None and "unreadable" in s}
+    samples = [s for s in samples if s is not None and "unreadable" not in s]
     if not samples:
-        return None
+        return Unreadable(bad)
     has_gt = all(s.get("gt_map") is not None for s in samples)
 
     def optional(key: str, dtype=None) -> Tensor | None:
@@ -72,4 +83,5 @@ def collate(samples: list[dict[str, Any] | None]) -> AVBatch | None:
         gt_frames=optional("gt_frames"),
         group=optional("group", torch.long),
         views={k: torch.stack([s["views"][k] for s in samples]) for k in samples[0].get("views", {})},
+        unreadable=bad,
     )

@@ -11,14 +11,15 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from datamodules.base import AVDataset, ids_hash
-from datamodules.batch import AVBatch, collate
+from datamodules.base import AVDataset, first_unreadable, ids_hash
+from datamodules.batch import AVBatch, Unreadable, collate
 from datamodules.mixtures import MIX_SOURCES, is_heard
 from datamodules.sampling import EpochSampler, EpochSeeded, ResumableLoader
 from datamodules.synthetic import SyntheticScenes
 from datamodules.transforms import image_transform, normalize_uint8
 from datamodules.views import NeighbourTables, ViewedDataset, ViewSpec
 from sslbench.audio import PresetName, build_frontend, get_preset
+from sslbench.errors import SSLBenchError
 
 
 def run_seed() -> int:
@@ -83,8 +84,8 @@ class SwappedAudio(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         sample, other = self.dataset[index], self.dataset[self.partner(index)]
-        if sample is None or other is None:
-            return None
+        if first_unreadable((sample, other)):
+            return first_unreadable((sample, other))
         # everything heard moves: the clip, and a mixture's separate sources
         heard = {k: v for k, v in (other.get("views") or {}).items() if is_heard(k)}
         return {**sample, "waveform": other["waveform"], "views": {**(sample.get("views") or {}), **heard}}
@@ -185,6 +186,7 @@ class AudioVisualDataModule(L.LightningDataModule):
         self.num_workers = min(8, os.cpu_count() or 1) if num_workers is None else num_workers
         self.swap_test_audio, self.swap_train_audio = swap_test_audio, swap_train_audio
         self.neighbours = neighbours
+        self.unreadable: dict[str, dict[str, str]] = {}  # <role>_<name> -> {id: reason}
         self.frontend = build_frontend(self.preset)
         self.test_frontend = build_frontend(self.test_preset)
         names = [d.name for d in self.test_sets]
@@ -227,21 +229,50 @@ class AudioVisualDataModule(L.LightningDataModule):
                            + ("" if self.keep_test_ids_in_train else f": {type(self.train_set).__name__} cannot exclude ids"))
             return 0
         dropped = self.train_set.exclude(leaked)
+        if not self.train_set.sample_ids:
+            raise SSLBenchError(
+                f"all {len(dropped)} training samples of {self.train_set.name} are test samples ({names}), so none is left "
+                "to train on; --data.keep_test_ids_in_train true keeps them"
+            )
         rank_zero_info(f"{self.train_set.name}: dropped {len(dropped)} training samples whose ids are in the test sets "
                        f"({names}); data.keep_test_ids_in_train true keeps them")
         return len(dropped)
+
+    def role_of(self, dataloader_idx: int) -> str:
+        """``<role>_<name>`` of the set the current loader reads (the manifests' keys)."""
+        trainer = self.trainer
+        if trainer is not None and trainer.testing and dataloader_idx < len(self.test_sets):
+            return f"test_{self.test_sets[dataloader_idx].name}"
+        if trainer is not None and (trainer.validating or trainer.sanity_checking) and self.val_set is not None:
+            return f"val_{self.val_set.name}"
+        return f"train_{self.train_set.name}"
+
+    def count_unreadable(self, bad: dict[str, str], dataloader_idx: int = 0) -> None:
+        """Record unreadable samples (whichever loader process met them); warn once per sample."""
+        seen = self.unreadable.setdefault(self.role_of(dataloader_idx), {})
+        for sample_id, reason in bad.items():
+            if sample_id not in seen:
+                seen[sample_id] = reason
+                rank_zero_warn(f"{self.role_of(dataloader_idx)}: skipping unreadable sample {sample_id} ({reason})")
 
     def manifests(self, stage: str | None = None) -> dict[str, dict[str, Any]]:
         """``{<role>_<name>: manifest}`` of every set the stage reads (all for None)."""
         roles = [("train", self.train_set), ("val", self.val_set), *(("test", d) for d in self.test_sets)]
         used = {"fit": ("train", "val", "test"), "validate": ("val",), "test": ("test",), "predict": ("test",)}.get(stage)
-        return {f"{role}_{d.name}": dataset_manifest(d) for role, d in roles if d is not None and (used is None or role in used)}
+        out = {f"{role}_{d.name}": dataset_manifest(d) for role, d in roles if d is not None and (used is None or role in used)}
+        for key, manifest in out.items():  # what could not be read this run, beside what was used
+            bad = self.unreadable.get(key, {})
+            manifest["unreadable"] = len(bad)
+            manifest["unreadable_ids"] = sorted(bad)
+        return out
 
-    def write_manifests(self, stage: str | None) -> None:
+    def write_manifests(self, stage: str | None, announce: bool = True) -> None:
+        """Write ``manifests/`` (at setup, and again with the unreadable counts as a run goes on:
+        ``announce=False`` then skips the log lines and the logger record)."""
         trainer = self.trainer
         manifests = self.manifests(stage)
         for key, m in manifests.items():
-            if m["used"] < m["wanted"] or m.get("excluded"):
+            if announce and (m["used"] < m["wanted"] or m.get("excluded")):
                 rank_zero_info(f"{key}: {m['used']} of {m['wanted']} samples used ({len(m['missing'])} missing, "
                                f"{len(m.get('excluded', []))} excluded)")
         if trainer is None or not trainer.is_global_zero:
@@ -254,7 +285,7 @@ class AudioVisualDataModule(L.LightningDataModule):
             (folder / f"{key}_missing.txt").write_text("".join(f"{i}\n" for i in m["missing"]))
             summary = {k: v for k, v in m.items() if k != "missing"} | {"missing": len(m["missing"])}
             (folder / f"{key}.json").write_text(json.dumps(summary, indent=2) + "\n")
-        if trainer.logger is not None and stage in (None, "fit"):
+        if announce and trainer.logger is not None and stage in (None, "fit"):
             trainer.logger.log_hyperparams({"data": {k: {"used": m["used"], "wanted": m["wanted"], "ids_hash": m["ids_hash"]}
                                                      for k, m in manifests.items()}})
 
@@ -271,7 +302,7 @@ class AudioVisualDataModule(L.LightningDataModule):
             num_workers=self.num_workers, persistent_workers=self.num_workers > 0, collate_fn=collate,
             generator=torch.Generator().manual_seed(seed),
         )
-        if isinstance(dataset, IterableDataset):  # packed shards shuffle and split themselves
+        if isinstance(dataset, IterableDataset):  # a streamed set of one's own shuffles and splits itself
             return DataLoader(dataset, batch_size=self.batch_size if train else self.eval_batch_size, drop_last=train, **common)
         if not train:
             return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, **common)
@@ -302,13 +333,13 @@ class AudioVisualDataModule(L.LightningDataModule):
         module = self.trainer.lightning_module if self.trainer is not None else None
         spec = getattr(module, "train_views", None) or ViewSpec()
         if self.swap_train_audio and isinstance(self.train_set, IterableDataset):
-            raise ValueError("swap_train_audio needs an indexed training set; streamed shards cannot pair samples")
+            raise ValueError("swap_train_audio needs an indexed training set; a streamed one cannot pair samples")
         heard = SwappedAudio(self.train_set) if self.swap_train_audio else self.train_set
         if spec.empty:
             return heard
         if isinstance(self.train_set, IterableDataset):
-            raise ValueError(f"{type(module).__name__} trains on extra views of each sample, which streamed shards cannot give yet; "
-                             "train it on the frames/ + audio/ folder")
+            raise ValueError(f"{type(module).__name__} trains on extra views of each sample, which a streamed set cannot give; "
+                             "pack it with `sslbench prepare --pack` (PackedSamples reads by index)")
         tables = NeighbourTables.load(self.neighbours) if spec.conceptual and self.neighbours else None
         return ViewedDataset(heard, spec, tables)
 
@@ -321,12 +352,16 @@ class AudioVisualDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> list[DataLoader]:
         return self.test_dataloader()
 
-    def on_after_batch_transfer(self, batch: AVBatch | None, dataloader_idx: int) -> AVBatch | None:
-        """Compute the audio front-end batched, on the batch's device."""
-        if batch is not None:
+    def on_after_batch_transfer(self, batch: AVBatch | Unreadable, dataloader_idx: int) -> AVBatch | Unreadable:
+        """Count what could not be read; compute the audio front-end batched, on the batch's device."""
+        if batch.unreadable:
+            self.count_unreadable(batch.unreadable, dataloader_idx)
+        if isinstance(batch, AVBatch):
             as_mixture_of_one(batch, self.trainer.lightning_module if self.trainer is not None else None)
-            if batch.image.dtype == torch.uint8:  # shipped as bytes (packed shards): normalise here
+            if batch.image.dtype == torch.uint8:  # shipped as bytes (packed data): normalise here
                 batch.image = normalize_uint8(batch.image)
+            for key in [k for k in batch.views if k.startswith("image") and batch.views[k].dtype == torch.uint8]:
+                batch.views[key] = normalize_uint8(batch.views[key])
             evaluating = self.trainer is not None and not self.trainer.training
             frontend = (self.test_frontend if evaluating else self.frontend).to(batch.waveform.device)
             sources = batch.views.pop(MIX_SOURCES, None)

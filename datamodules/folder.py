@@ -21,7 +21,7 @@ import soundfile
 import torch
 import torchaudio
 
-from datamodules.base import AVDataset, ListedSamples
+from datamodules.base import AVDataset, ListedSamples, unreadable
 from datamodules.transforms import load_rgb
 from sslbench.audio import cut_window
 from sslbench.errors import DatasetNotFoundError
@@ -108,7 +108,6 @@ class FramesAudioFolder(ListedSamples, AVDataset):
         self.ids_file = Path(ids).expanduser() if ids else None
         if self.ids_file is not None and not self.ids_file.is_file():
             raise DatasetNotFoundError(type(self).__name__, self.ids_file, "Give the sample list file with `ids:`.")
-        self._reported: set[str] = set()
         self.excluded: list[str] = []
 
     def _hint(self) -> str:
@@ -143,12 +142,19 @@ class FramesAudioFolder(ListedSamples, AVDataset):
     def _usable(self, sample_id: str) -> bool:
         return self.frame_key(sample_id) in self._frames and self.audio_key(sample_id) in self._audios and self._annotated(sample_id)
 
+    def lacks(self, sample_id: str) -> list[str]:
+        """What an unusable sample is missing: ``frame``, ``audio`` and / or ``annotation``."""
+        parts = [("frame", self.frame_key(sample_id) in self._frames), ("audio", self.audio_key(sample_id) in self._audios),
+                 ("annotation", self._annotated(sample_id))]
+        return [name for name, present in parts if not present]
+
     @cached_property
     def _ids(self) -> list[str]:
         wanted = list(dict.fromkeys(self.wanted_ids()))  # a repeated id counts once
         ids = [i for i in wanted if self._usable(i)]
         kept = set(ids)
         self.missing = [i for i in wanted if i not in kept]
+        self.missing_parts = {i: self.lacks(i) for i in self.missing}
         self.wanted_count = len(wanted)
         log.info("%s: %d of %d samples available", self.name, len(ids), len(wanted))
         if not ids:
@@ -165,7 +171,7 @@ class FramesAudioFolder(ListedSamples, AVDataset):
         return {
             "dataset": self.name, "list": str(self.ids_file) if self.ids_file else None, "root": str(self.root),
             "wanted": self.wanted_count, "available": len(ids) + len(self.excluded), "used": len(ids),
-            "missing": self.missing, "excluded": self.excluded,
+            "missing": self.missing, "missing_parts": self.missing_parts, "excluded": self.excluded,
         }
 
     def _annotated(self, sample_id: str) -> bool:
@@ -176,11 +182,6 @@ class FramesAudioFolder(ListedSamples, AVDataset):
         return None
 
     # -- reading --------------------------------------------------------------------------------
-
-    def _report(self, path: Path, err: Exception) -> None:
-        if str(path) not in self._reported:
-            self._reported.add(str(path))
-            log.warning("skipping unreadable file %s (%s: %s)", path, type(err).__name__, err)
 
     def audio_file(self, sample_id: str) -> Path:
         key = self.audio_key(sample_id)
@@ -198,8 +199,7 @@ class FramesAudioFolder(ListedSamples, AVDataset):
         """A new window cut from the whole file, ``shift_seconds`` from the usual one."""
         try:
             return self.load_waveform(self._ids[index], shift_seconds)
-        except Exception as err:  # read a moment ago: keep the epoch going on the window we have
-            self._report(self.audio_file(self._ids[index]), err)
+        except Exception:  # read a moment ago: keep the epoch going on the window we have
             return super().shifted_waveform(index, waveform, shift_seconds)
 
     def raw_frame(self, index: int):
@@ -209,15 +209,13 @@ class FramesAudioFolder(ListedSamples, AVDataset):
         sample_id = self._ids[index]
         frame = self.frame_file(sample_id)
         try:
-            image = self.frame_transform()(load_rgb(frame))
+            image = self.frame_transform()(load_rgb(frame, min_side=self.decode_side))
         except Exception as err:
-            self._report(frame, err)
-            return None
+            return unreadable(sample_id, frame, err)
         try:
             waveform = self.load_waveform(sample_id)
         except Exception as err:
-            self._report(self.audio_file(sample_id), err)
-            return None
+            return unreadable(sample_id, self.audio_file(sample_id), err)
         sample = {"image": image, "waveform": waveform, "index": index, "sample_id": sample_id, "class_id": self.class_id(index)}
         truth = None if self.train else self.boxes(sample_id)
         if truth is not None:
@@ -358,10 +356,26 @@ class FlickrSoundNet(ExtendedRows, FramesAudioFolder):
     ):
         super().__init__(root, ids, name)
         default = self.root / "Annotations"
-        self.annotations = Path(annotations).expanduser() if annotations else (default if default.is_dir() else None)
-        if self.annotations is not None and not self.annotations.is_dir():
-            raise DatasetNotFoundError("FlickrSoundNet", self.annotations, "Set `annotations:` to the XML folder.")
+        self.given_annotations = Path(annotations).expanduser() if annotations else None
+        self.found_annotations = default if default.is_dir() else None
+        if self.given_annotations is not None and not self.given_annotations.is_dir():
+            raise DatasetNotFoundError("FlickrSoundNet", self.given_annotations, "Set `annotations:` to the XML folder.")
         self._init_extended(non_sounding, protocol)
+
+    @property
+    def annotations(self) -> Path | None:
+        """The XML folder: the one given, else ``<root>/Annotations`` unless this is a training set
+        (the released Flickr root holds the annotated test images beside the 10k / 144k training
+        clips, which have no XML)."""
+        if self.given_annotations is not None:
+            return self.given_annotations
+        return None if self.train else self.found_annotations
+
+    def configure(self, **settings) -> None:
+        was_training = self.train
+        super().configure(**settings)
+        if self.train != was_training:  # annotations in use changed: which samples are usable too
+            self.__dict__.pop("_ids", None)
 
     def wanted_ids(self) -> list[str]:
         return super().wanted_ids() + self._silent_ids()

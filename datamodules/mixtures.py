@@ -22,7 +22,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from datamodules.base import AVDataset
+from datamodules.base import AVDataset, first_unreadable
 from sslbench.eval.functional import gt_map_vggss
 
 #: the views key holding each mixture's K source waveforms (B, K, T): the front-end averages
@@ -95,8 +95,8 @@ class StackedMixture(AVDataset):
 
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         parts = [self.base[p] for p in self.partners(index)]
-        if any(p is None for p in parts):
-            return None
+        if first_unreadable(parts):
+            return first_unreadable(parts)
         sample = stack_vertically(parts, self.audio_mix)
         sample["index"] = index
         return sample
@@ -248,8 +248,8 @@ class DuetComposer(AVDataset):
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         members, sounding = self._mixtures[index]
         parts = [self.base[m] for m in members]
-        if any(p is None for p in parts):
-            return None
+        if first_unreadable(parts):
+            return first_unreadable(parts)
         if self.layout == "stacked":
             sample = stack_vertically(parts, "log_spectrogram")
         else:

@@ -1,277 +1,271 @@
-"""Training shards in WebDataset's format (tar files of decoded samples) for fast loading.
+"""Packed samples: decoded frames and audio in litdata chunks, on a local disk or in object storage
+(``s3://``, ``gs://``, ``azure://`` as litdata reads them), served by index like any reader.
 
-``pack_folder`` turns a ``frames/`` + ``audio/`` folder into ``shard-000000.tar, ...`` holding,
-per sample, ``<id>.frame.npy`` (uint8 H x W x 3, short side ``frame_size``), ``<id>.audio.npy``
-(int16 mono) and ``<id>.meta.json`` (rate), plus ``index.json`` (shards, ids per shard, rate).
-Reading one costs no JPEG decoding and no resampling. ``PackedShards`` streams them: shards are
-split across DDP ranks and loader workers, and every rank yields the same number of samples per
-epoch (ranks must agree on the number of steps).
+``pack_folder`` writes a ``frames/`` + ``audio/`` folder as ``part-00000/``, ``part-00001/``, ...
+(each a litdata dataset: uint8 frames at the training resize side, int16 audio at one rate, the
+id, the reading error if any) and ``packed.json`` (parts and their ids in order, rate, frame size).
+Parts make packing resumable: a part whose ``index.json`` exists is done and skipped on a rerun.
+``PackedSamples`` reads them by index, so every method trains from them (extra views, conceptual
+neighbours, swapped audio), validation and test read them the same way, the loaders' sampler
+splits them over DDP ranks (equal steps per rank, every sample once per epoch) and a run resumes
+mid-epoch exactly (``datamodules.sampling``).
 """
 
 from __future__ import annotations
 
-import io
 import json
-import logging
-import random
-import tarfile
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
-import torchaudio
-from PIL import Image
-from torch.utils.data import IterableDataset, get_worker_info
 
-from datamodules.base import AVDataset, ListedSamples
-from datamodules.folder import FRAME_SUFFIXES, files_by_stem, read_audio, read_id_list
-from datamodules.transforms import train_crop, train_resize
+from datamodules.base import AVDataset, ListedSamples, unreadable
+from datamodules.folder import FRAME_SUFFIXES, files_by_stem, read_id_list, read_waveform
+from datamodules.transforms import load_rgb, train_crop, train_resize
 from sslbench.audio import cut_window
-from sslbench.errors import DatasetNotFoundError
+from sslbench.errors import DatasetNotFoundError, SSLBenchError
 
-log = logging.getLogger(__name__)
-INDEX = "index.json"
-
-
-def _add(tar: tarfile.TarFile, name: str, payload: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(payload)
-    tar.addfile(info, io.BytesIO(payload))
+PACKED = "packed.json"
+#: samples per part: the unit a rerun skips when it is complete
+PART_SAMPLES = 4096
 
 
-def _npy(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
+# -- storage: one code path for local folders and object-store URLs ---------------------------------
 
 
-def pack_folder(folder: Path, out: Path, frame_size: int = 246, shard_samples: int = 1000, progress: bool = True) -> dict:
-    """Write ``folder``'s samples (every id with a frame and an audio file) as shards in ``out``.
-    ``frame_size``: the short side frames are stored at; the training transform's own resize
-    target (``int(1.1 * image_size)``, 246 for 224 px) lets training skip resizing."""
-    from tqdm import tqdm
+def is_remote(root: str) -> bool:
+    return "://" in str(root) and not str(root).startswith("file://")
 
+
+def join(root: str, *parts: str) -> str:
+    return "/".join([str(root).rstrip("/"), *parts]) if is_remote(root) else str(Path(root).expanduser().joinpath(*parts))
+
+
+def storage_options(endpoint_url: str | None = None, region: str | None = None) -> dict[str, Any]:
+    """litdata's (boto3's) options for an S3-compatible endpoint (MinIO, a local server); AWS
+    itself needs none beyond the usual ``AWS_*`` credentials in the environment."""
+    options: dict[str, Any] = {}
+    if endpoint_url:
+        options["endpoint_url"] = endpoint_url
+    if region:
+        options["region_name"] = region
+    return options
+
+
+def _s3(root: str, options: dict[str, Any]):
+    import boto3
+
+    kwargs = {k: options[k] for k in ("endpoint_url", "region_name", "aws_access_key_id", "aws_secret_access_key") if k in options}
+    return boto3.client("s3", **kwargs)
+
+
+def _split(url: str) -> tuple[str, str]:
+    bucket, _, key = url.split("://", 1)[1].partition("/")
+    return bucket, key
+
+
+def read_text(url: str, options: dict[str, Any]) -> str | None:
+    """A small sidecar file, or None when it is not there."""
+    if not is_remote(url):
+        path = Path(url)
+        return path.read_text() if path.is_file() else None
+    if not url.startswith("s3://"):
+        raise SSLBenchError(f"{url}: packed data in object storage is supported on s3:// URLs (AWS, MinIO, any S3-compatible server)")
+    bucket, key = _split(url)
+    client = _s3(url, options)
+    try:
+        return client.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+    except client.exceptions.NoSuchKey:
+        return None
+    except Exception as err:  # 404 from a HEAD-less server, credentials, network
+        if "404" in str(err) or "NoSuchKey" in str(err):
+            return None
+        raise
+
+
+def write_text(url: str, text: str, options: dict[str, Any]) -> None:
+    if not is_remote(url):
+        path = Path(url)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+        return
+    bucket, key = _split(url)
+    _s3(url, options).put_object(Bucket=bucket, Key=key, Body=text.encode())
+
+
+# -- packing -----------------------------------------------------------------------------------
+
+
+def frame_at(path: str | Path, short_side: int) -> np.ndarray:
+    """The frame as uint8 H x W x 3, its short side resized to ``short_side`` (bicubic), decoded
+    at a reduced JPEG scale when the file is at least twice as large."""
+    image = load_rgb(path, min_side=short_side)
+    scale = short_side / min(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return np.asarray(image.resize(size, resample=3) if size != image.size else image, dtype=np.uint8)
+
+
+def pack_sample(item: tuple[str, str, str, int, int]) -> dict[str, Any]:
+    """One record: ``id``, ``frame`` (uint8 H x W x 3), ``audio`` (int16 at ``rate``) and ``error``
+    ("" when both files read; else why, with empty arrays: the record keeps its place, and the
+    reader reports the id as unreadable)."""
+    sample_id, frame_path, audio_path, frame_size, rate = item
+    try:
+        frame = frame_at(frame_path, frame_size)
+        wave = read_waveform(Path(audio_path), rate).numpy()
+        audio = (np.clip(wave, -1, 1) * 32767).astype(np.int16)
+        return {"id": sample_id, "frame": frame, "audio": audio, "error": ""}
+    except Exception as err:
+        empty_frame, empty_audio = np.zeros((1, 1, 3), np.uint8), np.zeros(1, np.int16)
+        return {"id": sample_id, "frame": empty_frame, "audio": empty_audio, "error": f"{type(err).__name__}: {err}"}
+
+
+def part_done(out: str, part: str, options: dict[str, Any]) -> bool:
+    return read_text(join(out, part, "index.json"), options) is not None
+
+
+def pack_folder(
+    folder: str | Path, out: str, frame_size: int = 246, rate: int = 16000, jobs: int = 1,
+    part_samples: int = PART_SAMPLES, options: dict[str, Any] | None = None, progress: bool = True,
+) -> dict[str, Any]:
+    """Pack every id of ``folder`` with a frame and an audio file into ``out`` (a folder or an
+    ``s3://`` URL); returns the ``packed.json`` record. Complete parts of an earlier run are kept."""
+    from litdata import optimize
+
+    options = dict(options or {})
+    folder = Path(folder)
     frames, audios = files_by_stem(folder / "frames", FRAME_SUFFIXES), files_by_stem(folder / "audio", (".wav", ".flac"))
     ids = sorted(set(frames) & set(audios))
     if not ids:
         raise DatasetNotFoundError("pack", folder, "no id has both frames/<id>.jpg and audio/<id>.wav")
-    out.mkdir(parents=True, exist_ok=True)
-    shards, skipped, rate = [], {}, None
-    bar = tqdm(total=len(ids), unit="sample", disable=not progress, desc="pack")
-    for s, first in enumerate(range(0, len(ids), shard_samples)):
-        name, kept = f"shard-{s:06d}.tar", []
-        tmp = out / f".{name}.tmp"
-        with tarfile.open(tmp, "w") as tar:
-            for sample_id in ids[first : first + shard_samples]:
-                bar.update(1)
-                try:
-                    with Image.open(frames[sample_id]) as img:
-                        img = img.convert("RGB")
-                        scale = frame_size / min(img.size)
-                        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), resample=3)
-                    wave, file_rate = read_audio(audios[sample_id])
-                except Exception as err:  # counted, never packed half
-                    skipped[sample_id] = f"{type(err).__name__}: {err}"
-                    continue
-                rate = rate or file_rate
-                if file_rate != rate:
-                    wave = torchaudio.functional.resample(torch.from_numpy(wave), file_rate, rate).numpy()
-                _add(tar, f"{sample_id}.frame.npy", _npy(np.asarray(img, dtype=np.uint8)))
-                _add(tar, f"{sample_id}.audio.npy", _npy((np.clip(wave, -1, 1) * 32767).astype(np.int16)))
-                _add(tar, f"{sample_id}.meta.json", json.dumps({"rate": rate}).encode())
-                kept.append(sample_id)
-        tmp.replace(out / name)
-        shards.append({"file": name, "ids": kept})
-    bar.close()
-    index = {"shards": shards, "samples": sum(len(s["ids"]) for s in shards), "rate": rate, "frame_size": frame_size,
-             "source": str(folder), "skipped": skipped}
-    (out / INDEX).write_text(json.dumps(index, indent=1) + "\n")
-    return index
+    parts, skipped = [], 0
+    for p, first in enumerate(range(0, len(ids), part_samples)):
+        name, part_ids = f"part-{p:05d}", ids[first : first + part_samples]
+        parts.append({"dir": name, "ids": part_ids})
+        if part_done(out, name, options):
+            skipped += len(part_ids)
+            continue
+        inputs = [(i, str(frames[i]), str(audios[i]), frame_size, rate) for i in part_ids]
+        optimize(
+            fn=pack_sample, inputs=inputs, output_dir=join(out, name), chunk_bytes="64MB",
+            num_workers=max(1, min(jobs, len(inputs))), keep_data_ordered=True, reorder_files=False,
+            mode="overwrite", storage_options=options,
+        )
+    record = {"format": "sslbench-packed-1", "parts": parts, "samples": len(ids), "rate": rate, "frame_size": frame_size,
+              "source": str(folder), "reused": skipped}
+    write_text(join(out, PACKED), json.dumps(record, indent=1) + "\n", options)
+    return record
 
 
-def from_npy(data: bytes) -> np.ndarray:
-    """A ``.npy`` payload as an array viewing ``data`` (no copy; ``np.load`` on a buffer copies
-    and costs more than the rest of reading a sample)."""
-    stream = io.BytesIO(data)
-    version = np.lib.format.read_magic(stream)
-    header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-    shape, fortran, dtype = header(stream)
-    array = np.frombuffer(data, dtype=dtype, offset=stream.tell(), count=int(np.prod(shape)))
-    return array.reshape(shape, order="F" if fortran else "C")
+# -- reading -----------------------------------------------------------------------------------
 
 
-def read_shard(path: Path):
-    """(id, frame uint8 HWC, int16 audio, meta) of each sample of one shard, in order."""
-    current: dict[str, Any] = {}
-    key = None
-    with tarfile.open(path) as tar:
-        for member in tar:
-            sample_id, _, field = member.name.partition(".")
-            if key is not None and sample_id != key:
-                yield key, current
-                current = {}
-            key = sample_id
-            data = tar.extractfile(member).read()
-            current[field] = json.loads(data) if field.endswith(".json") else from_npy(data)
-    if key is not None:
-        yield key, current
-
-
-class PackedShards(ListedSamples, AVDataset, IterableDataset):
-    """Training samples streamed from ``pack_folder`` shards (no ground truth: a training set).
+class PackedSamples(ListedSamples, AVDataset):
+    """Samples written by ``sslbench prepare SRC OUT --pack``, from a folder or an object store.
 
     Args:
-        root: the folder with ``index.json`` and the shards.
-        ids: optional list restricting the samples (as for the folder readers).
+        root: the packed folder or URL (``s3://bucket/vggsound/packed``) holding ``packed.json``.
+        ids: optional list restricting and ordering the samples.
         name: logged name.
-        shuffle_buffer: samples mixed across shards while training (0: shard order).
-        seed: shuffling seed (the epoch is added).
+        endpoint_url: an S3-compatible server (MinIO, a local one); AWS needs none.
+        region: the bucket's region, when the client cannot find it.
+        cache_dir: where remote chunks are cached (default: litdata's).
     """
 
-    def __init__(self, root: str, ids: str | None = None, name: str = "packed", shuffle_buffer: int = 1000, seed: int = 0):
+    def __init__(
+        self, root: str, ids: str | None = None, name: str = "packed", endpoint_url: str | None = None,
+        region: str | None = None, cache_dir: str | None = None,
+    ):
         super().__init__()
-        self.root, self.name = Path(root).expanduser(), name
-        if not (self.root / INDEX).is_file():
-            raise DatasetNotFoundError("PackedShards", self.root / INDEX, "Write shards with `sslbench prepare SRC OUT --pack`.")
+        self.root, self.name, self.cache_dir = str(root), name, cache_dir
+        self.options = storage_options(endpoint_url, region)
+        if not is_remote(self.root) and not Path(self.root).expanduser().joinpath(PACKED).is_file():
+            raise DatasetNotFoundError("PackedSamples", Path(self.root).expanduser() / PACKED,
+                                       "Write packed data with `sslbench prepare SRC OUT --pack`.")
         self.ids_file = Path(ids).expanduser() if ids else None
-        self.shuffle_buffer, self.seed, self.epoch = shuffle_buffer, seed, 0
+        if self.ids_file is not None and not self.ids_file.is_file():
+            raise DatasetNotFoundError("PackedSamples", self.ids_file, "Give the sample list file with `ids:`.")
         self.excluded: list[str] = []
 
     @cached_property
-    def index(self) -> dict:
-        return json.loads((self.root / INDEX).read_text())
+    def record(self) -> dict[str, Any]:
+        text = read_text(join(self.root, PACKED), self.options)
+        if text is None:
+            raise DatasetNotFoundError("PackedSamples", join(self.root, PACKED), "Write packed data with `sslbench prepare SRC OUT --pack`.")
+        return json.loads(text)
+
+    @cached_property
+    def _where(self) -> dict[str, tuple[int, int]]:
+        """id -> (part, position in the part)."""
+        return {i: (p, k) for p, part in enumerate(self.record["parts"]) for k, i in enumerate(part["ids"])}
 
     @cached_property
     def _wanted(self) -> list[str]:
-        packed = [i for shard in self.index["shards"] for i in shard["ids"]]
-        if self.ids_file is None:
-            return packed
-        return read_id_list(self.ids_file)
+        return read_id_list(self.ids_file) if self.ids_file else [i for part in self.record["parts"] for i in part["ids"]]
 
     @cached_property
     def _ids(self) -> list[str]:
-        packed = {i for shard in self.index["shards"] for i in shard["ids"]}
-        ids = [i for i in self._wanted if i in packed]
+        ids = [i for i in self._wanted if i in self._where]
         if not ids:
-            raise DatasetNotFoundError("PackedShards", self.root, "none of the wanted samples is in the shards")
+            raise DatasetNotFoundError("PackedSamples", self.root, "none of the wanted samples is in the packed data")
         return ids
 
     def manifest(self) -> dict[str, Any]:
         kept = set(self._ids) | set(self.excluded)
-        return {"dataset": self.name, "list": str(self.ids_file) if self.ids_file else None, "root": str(self.root),
+        return {"dataset": self.name, "list": str(self.ids_file) if self.ids_file else None, "root": self.root,
                 "wanted": len(self._wanted), "available": len(kept), "used": len(self._ids),
                 "missing": [i for i in self._wanted if i not in kept], "excluded": self.excluded}
 
-    def __len__(self) -> int:
-        """Samples this rank yields per epoch (the loader's progress bar and step count)."""
-        return len(self._ids) // _world()[1]
+    def __getstate__(self) -> dict[str, Any]:  # loader processes open their own litdata readers
+        state = dict(self.__dict__)
+        state.pop("_parts", None)
+        return state
 
-    def __getitem__(self, index):  # an iterable set: the loader iterates, it never indexes
-        raise TypeError("PackedShards is streamed; iterate over it")
+    @cached_property
+    def _parts(self) -> list:
+        from litdata import StreamingDataset
 
-    def _plan(self, epoch: int, workers: int) -> tuple[list[list[Path]], list[int], bool]:
-        """Per reader slot (rank * workers + worker): its shards and its quota of samples.
+        kwargs = {"storage_options": self.options} if self.options else {}
+        if self.cache_dir:
+            kwargs["cache_dir"] = self.cache_dir
+        return [StreamingDataset(join(self.root, part["dir"]), **kwargs) for part in self.record["parts"]]
 
-        Shards (shuffled per epoch when training) go round-robin to the slots; with fewer shards
-        than slots every slot reads them all and keeps every slots-th sample. Each rank's quota is
-        the same (its share of the wanted samples), spread over its workers by what they hold."""
-        rank, world = _world()
-        slots = world * workers
-        wanted = set(self._ids)
-        shards = [(self.root / sh["file"], sum(i in wanted for i in sh["ids"])) for sh in self.index["shards"]]
-        if self.train:
-            random.Random(self.seed + epoch).shuffle(shards)
-        shared = len(shards) < slots
-        total = sum(n for _, n in shards)
-        if shared:
-            plan = [[p for p, _ in shards]] * slots
-            counts = [total // slots + (1 if k < total % slots else 0) for k in range(slots)]
-        else:
-            plan = [[p for p, _ in shards[k::slots]] for k in range(slots)]
-            counts = [sum(n for _, n in shards[k::slots]) for k in range(slots)]
-        quotas = list(counts)
-        for r in range(world):  # every rank takes len(self) samples: top up or trim its workers
-            mine = list(range(r * workers, (r + 1) * workers))
-            diff, k = len(self) - sum(counts[m] for m in mine), 0
-            while diff:
-                m = mine[k % workers]
-                if diff > 0:
-                    quotas[m], diff = quotas[m] + 1, diff - 1
-                elif quotas[m] > 0:
-                    quotas[m], diff = quotas[m] - 1, diff + 1
-                k += 1
-        return plan, quotas, shared
+    def read(self, sample_id: str) -> dict[str, Any]:
+        part, position = self._where[sample_id]
+        return self._parts[part][position]
 
-    def __iter__(self):
-        """This (rank, worker)'s share of the epoch: exactly its quota, cycling over its shards
-        when a rank holds fewer samples than the others, so every rank takes the same steps."""
-        epoch = self.epoch
-        self.epoch += 1  # each iteration (epoch) of a persistent worker reshuffles
-        rank, _ = _world()
-        info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        plan, quotas, shared = self._plan(epoch, workers)
-        slot, slots = rank * workers + worker, len(plan)
-        quota, rng = quotas[slot], random.Random(self.seed + epoch * 1009 + slot)
-        wanted = set(self._ids)
+    def waveform(self, record: dict[str, Any], shift_seconds: float = 0.0) -> torch.Tensor:
+        wave = torch.from_numpy(np.asarray(record["audio"], dtype=np.float32) / 32767.0)
+        rate = self.record["rate"]
+        return cut_window(wave, self.audio, sample_rate=rate, shift_seconds=shift_seconds) if rate == self.audio.sample_rate \
+            else cut_window(_resample(wave, rate, self.audio.sample_rate), self.audio, shift_seconds=shift_seconds)
 
-        def stream():
-            while True:
-                found = False
-                for position, sample in enumerate(self._stream(plan[slot], wanted)):
-                    if shared and position % slots != slot:
-                        continue
-                    found = True
-                    yield sample
-                if not found:
-                    return
+    def raw_frame(self, index: int) -> torch.Tensor | None:
+        record = self.read(self._ids[index])
+        return None if record["error"] else torch.from_numpy(np.ascontiguousarray(record["frame"])).permute(2, 0, 1)
 
-        buffer: list[dict] = []
-        yielded = 0
-        shuffling = self.train and self.shuffle_buffer > 0
-        for sample in stream():  # pulls no more than the quota, so a second pass only tops it up
-            if yielded + len(buffer) >= quota:
-                break
-            if not shuffling:
-                yielded += 1
-                yield sample
-                continue
-            buffer.append(sample)
-            if len(buffer) >= self.shuffle_buffer:
-                yielded += 1
-                yield buffer.pop(rng.randrange(len(buffer)))
-        while buffer:
-            yield buffer.pop(rng.randrange(len(buffer)))
+    def shifted_waveform(self, index: int, waveform: torch.Tensor, shift_seconds: float) -> torch.Tensor:
+        record = self.read(self._ids[index])
+        return waveform.roll(int(round(shift_seconds * self.audio.sample_rate))) if record["error"] else self.waveform(record, shift_seconds)
 
-    def _stream(self, shards: list[Path], wanted: set[str]):
-        transform = self.frame_transform()
-        position = {sid: i for i, sid in enumerate(self._ids)}
-        for shard in shards:
-            try:
-                for sample_id, fields in read_shard(shard):
-                    if sample_id not in wanted:
-                        continue
-                    yield self._sample(sample_id, fields, transform, position[sample_id])
-            except (OSError, tarfile.TarError, ValueError) as err:  # a damaged shard: say so, go on
-                log.warning("skipping the rest of shard %s (%s: %s)", shard, type(err).__name__, err)
-
-    def _sample(self, sample_id: str, fields: dict, transform, index: int) -> dict[str, Any]:
-        wave = torch.from_numpy(fields["audio.npy"].astype(np.float32) / 32767.0)
-        rate = fields["meta.json"]["rate"]
-        if rate != self.audio.sample_rate:
-            wave = torchaudio.functional.resample(wave, rate, self.audio.sample_rate)
-        frame = torch.from_numpy(fields["frame.npy"].copy()).permute(2, 0, 1)  # the shard's bytes are read-only
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        sample_id = self._ids[index]
+        record = self.read(sample_id)
+        if record["error"]:
+            return unreadable(sample_id, "packed sample", record["error"])
+        frame = torch.from_numpy(np.ascontiguousarray(record["frame"])).permute(2, 0, 1)
         if self.train and self.train_transform == "ezvsl" and min(frame.shape[-2:]) == train_resize(self.image_size):
             image = train_crop(self.image_size)(frame)  # stored at the training size: crop and flip, still uint8
         else:
-            image = transform(frame.contiguous())
-        return {"image": image, "waveform": cut_window(wave, self.audio), "index": index, "sample_id": sample_id, "class_id": -1}
+            image = self.frame_transform()(frame)
+        return {"image": image, "waveform": self.waveform(record), "index": index, "sample_id": sample_id, "class_id": -1}
 
 
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+def _resample(wave: torch.Tensor, rate: int, target: int) -> torch.Tensor:
+    import torchaudio
+
+    return torchaudio.functional.resample(wave, rate, target)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from PIL import Image
 from torch import Tensor
@@ -52,7 +54,7 @@ def image_transform(size: int, train: bool, train_form: str = "ezvsl", test_form
 
 def train_crop(size: int) -> v2.Compose:
     """The training augmentation of a uint8 frame already resized to short side ``int(1.1 * size)``
-    (packed shards): RandomCrop and HFlip, kept uint8 so loader workers ship a quarter of the bytes;
+    (packed data): RandomCrop and HFlip, kept uint8 so loader workers ship a quarter of the bytes;
     :func:`normalize_uint8` finishes it on the batch's device."""
     return v2.Compose([v2.RandomCrop(size), v2.RandomHorizontalFlip()])
 
@@ -83,6 +85,23 @@ def denormalize(image: Tensor) -> Tensor:
     return (image * std + mean).clamp(0, 1)
 
 
-def load_rgb(path) -> Image.Image:
+def load_rgb(path, min_side: int | None = None) -> Image.Image:
+    """The image as RGB. With ``min_side``, a JPEG at least twice that large is decoded at a
+    reduced scale (PIL's draft mode: 1/2, 1/4 or 1/8 in the DCT), never below ``min_side``: the
+    frame is resized further down anyway, and decoding is most of a loader's time."""
     with Image.open(path) as img:
+        if min_side and img.format == "JPEG":
+            width, height = img.size
+            scale = min_side / min(width, height)
+            if scale <= 0.5:
+                img.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
         return img.convert("RGB")
+
+
+def decode_side(size: int, train: bool, train_form: str = "ezvsl", test_form: str = "resize") -> int:
+    """The smallest short side a frame must keep for ``image_transform(size, ...)``: its first resize."""
+    if train and train_form == "ezvsl":
+        return train_resize(size)
+    if train and train_form == "sspl":
+        return round(size * 8 / 7)
+    return size

@@ -25,7 +25,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-from datamodules.base import AVDataset
+from datamodules.base import AVDataset, first_unreadable, is_unreadable
 from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD, denormalize, normalize, train_resize
 
 
@@ -167,37 +167,38 @@ class ViewedDataset(Dataset):
             return index
         return int(row[torch.randint(row.numel(), ())])
 
-    def strong_view(self, index: int) -> Tensor | None:
+    def strong_view(self, index: int) -> Tensor | dict[str, str]:
         """``image_aug``: the code form from the full frame when the reader keeps it, else from
-        a training view (as the intended form always is); None when the frame cannot be read."""
+        a training view (as the intended form always is); the unreadable marker when the frame
+        cannot be read."""
         if self.spec.strong_form == "code":
             try:
                 frame = self.dataset.raw_frame(index)
-            except Exception:  # unreadable: the training view below reports it and skips the sample
+            except Exception:  # unreadable: the training view below says so
                 frame = None
             if frame is not None:
                 return self.strong(frame)
         view = self.dataset[index]
-        if view is None:
-            return None
+        if is_unreadable(view):
+            return first_unreadable([view])
         if self.spec.strong_form == "code":  # no full frame: the same pipeline on the cropped view
             return self.strong(denormalize(view["image"]))
         return normalize(self.strong(denormalize(view["image"])))
 
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         sample = self.dataset[index]
-        if sample is None:
-            return None
+        if is_unreadable(sample):
+            return first_unreadable([sample])
         views: dict[str, Tensor] = {}
         if self.spec.second_image:
             second = self.dataset[index]
-            if second is None:
-                return None
+            if is_unreadable(second):
+                return first_unreadable([second])
             views["image_2"] = second["image"]
         if self.spec.strong_image:
             strong = self.strong_view(index)
-            if strong is None:
-                return None
+            if isinstance(strong, dict):
+                return strong
             views["image_aug"] = strong
         if self.spec.audio_shift_seconds > 0:
             shift = float(torch.empty(()).uniform_(-self.spec.audio_shift_seconds, self.spec.audio_shift_seconds))
@@ -205,7 +206,7 @@ class ViewedDataset(Dataset):
         if self.neighbours is not None:  # present exactly when the spec asks for conceptual views
             by_image = self.dataset[self._neighbour(self.neighbours.image, index)]
             by_audio = self.dataset[self._neighbour(self.neighbours.audio, index)]
-            if by_image is None or by_audio is None:
-                return None
+            if first_unreadable((by_image, by_audio)):  # the neighbour's id is the one counted
+                return first_unreadable((by_image, by_audio))
             views["image_conc"], views["waveform_conc"] = by_image["image"], by_audio["waveform"]
         return {**sample, "views": views}

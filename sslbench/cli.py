@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "test": ("train", "score the test sets with a checkpoint (sslbench's or a reference repository's released one)"),
     "predict": ("predict", "heatmaps and raw maps for your own image and audio files"),
     "report": ("report", "one table and one picture of success curves from finished runs"),
-    "prepare": ("prepare", "raw videos to frames/ + audio/ (and packed shards), resumable and parallel"),
+    "prepare": ("prepare", "raw videos to frames/ + audio/, and packed litdata chunks (local or s3://), resumable and parallel"),
     "data": ("datacheck", "data check ROOT --dataset NAME: what is wrong with a dataset folder"),
     "knn": ("knn", "top-k neighbour tables of a training set (SSL-Align's conceptual positives)"),
 }

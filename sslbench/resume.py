@@ -199,6 +199,9 @@ class EpochMetrics(Callback):
             self.on_train_epoch_end(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
+        data = getattr(trainer, "datamodule", None)
+        if hasattr(data, "write_manifests"):  # the manifests too, with what could not be read so far
+            data.write_manifests("fit", announce=False)
         if not trainer.is_global_zero:
             return
         import csv

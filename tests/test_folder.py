@@ -1,7 +1,6 @@
 """Real-format readers on tiny files written here: jpg frames, wav audio, Flickr XML, vggss.json."""
 
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -76,20 +75,58 @@ def test_vggss_reader_stereo_and_resampled_audio(tmp_path):
     torch.testing.assert_close(short["waveform"][:16000], short["waveform"][16000:32000])
 
 
-def test_corrupt_audio_is_reported_once_and_skipped(tmp_path, caplog):
+def test_corrupt_audio_is_skipped_counted_and_warned_once_per_run(tmp_path):
+    """The reader marks the sample; collate drops it and lists it; the data module counts it and
+    warns once, however many times (and in whichever loader process) it is met."""
     root = tmp_path / "vggsound"
     write_sample(root, "good")
     write_sample(root, "broken")
     (root / "audio" / "broken.wav").write_bytes(b"RIFF\x00\x00garbage")
     ds = configured(VGGSound(str(root)), train=True)
-    with caplog.at_level(logging.WARNING):
-        items = [ds[i] for i in range(len(ds))]
-        ds[ds.sample_ids.index("broken")]
-    assert sum(item is None for item in items) == 1
-    messages = [r.getMessage() for r in caplog.records if "broken.wav" in r.getMessage()]
-    assert len(messages) == 1 and "unreadable" in messages[0]
+    items = [ds[i] for i in range(len(ds))]
+    bad = items[ds.sample_ids.index("broken")]
+    assert bad["unreadable"] == "broken" and "broken.wav" in bad["reason"]
     batch = collate(items)
-    assert len(batch) == 1 and batch.sample_id == ["good"]
+    assert len(batch) == 1 and batch.sample_id == ["good"] and list(batch.unreadable) == ["broken"]
+    dm = AudioVisualDataModule(train=VGGSound(str(root)), batch_size=1, num_workers=0)
+    dm.setup("fit")
+    with pytest.warns(UserWarning, match="skipping unreadable sample broken") as caught:
+        for _ in range(3):  # three epochs, say
+            dm.on_after_batch_transfer(collate([ds[i] for i in range(len(ds))]), 0)
+    assert len([w for w in caught if "broken" in str(w.message)]) == 1
+    assert dm.manifests("fit")["train_vggsound"]["unreadable_ids"] == ["broken"]
+
+
+def test_flickr_training_list_in_a_root_with_annotations_needs_no_xml(tmp_path):
+    """The released Flickr root holds the annotated test images (Annotations/) beside the 10k / 144k
+    training clips, which have no XML: a training set uses them all, a test set only annotated ones."""
+    root = tmp_path / "flickr"
+    write_sample(root, "test1")
+    write_flickr_xml(root / "Annotations" / "test1.xml", [[10, 10, 100, 100]])
+    for i in range(3):
+        write_sample(root, f"train{i}")
+    (tmp_path / "train.txt").write_text("train0\ntrain1\ntrain2\n")
+    train = configured(FlickrSoundNet(str(root), ids=str(tmp_path / "train.txt")), train=True)
+    assert train.sample_ids == ["train0", "train1", "train2"] and not train.has_ground_truth
+    test = configured(FlickrSoundNet(str(root)))
+    assert test.sample_ids == ["test1"] and test.manifest()["missing_parts"] == {f"train{i}": ["annotation"] for i in range(3)}
+
+
+def test_a_training_list_that_is_all_test_ids_stops_at_setup(tmp_path, capsys):
+    from sslbench.cli import main
+
+    root = tmp_path / "flickr"
+    for i in range(2):
+        write_sample(root, f"t{i}")
+        write_flickr_xml(root / "Annotations" / f"t{i}.xml", [[10, 10, 100, 100]])
+    flickr = {"class_path": "FlickrSoundNet", "init_args": {"root": str(root)}}
+    with pytest.raises(SystemExit) as stop:
+        main(["fit", "--model", "EZVSL", "--model.vision_weights", "null", "--model.backbone_width", "4", "--data.train",
+              json.dumps(flickr), "--data.test", json.dumps([flickr]), "--data.batch_size", "2", "--data.num_workers", "0",
+              "--trainer.default_root_dir", str(tmp_path / "runs"), "--trainer.logger", "false"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and "all 2 training samples of flickr are test samples" in err[-1]
+    assert "--data.keep_test_ids_in_train true" in err[-1]
 
 
 def test_missing_root_names_the_path(tmp_path):

@@ -1,6 +1,6 @@
 """`sslbench prepare` on mp4 files made here with PyAV (a corrupt one, a silent one, one without
-audio), its resume after a kill, packed shards (read back with the webdataset library, split over
-workers and DDP ranks), training on them, and `sslbench data check`."""
+audio), its resume after a kill, packed data (litdata parts read back by litdata itself, by index
+with views, resumed packing), training on them, and `sslbench data check`."""
 
 import json
 import os
@@ -15,9 +15,9 @@ import soundfile
 import torch
 from PIL import Image
 
-from datamodules import AudioVisualDataModule, PackedShards, collate
-from datamodules import packed as packed_module
+from datamodules import AudioVisualDataModule, PackedSamples, collate
 from datamodules.packed import pack_folder
+from datamodules.views import ViewedDataset, ViewSpec
 from sslbench import cli
 from sslbench.audio import PRESETS
 from sslbench.commands.datacheck import check
@@ -96,11 +96,12 @@ def test_prepare_resumes_after_being_killed(tmp_path):
     assert len(list((out / "audio").glob("*.wav"))) == 61 and not list((out / "audio").glob(".*"))
 
 
-# -- packed shards ---------------------------------------------------------------------------------
+# -- packed data -----------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
+    """23 readable clips and one unreadable frame, packed into parts of 10 samples."""
     root = tmp_path_factory.mktemp("prepared")
     rng = np.random.default_rng(0)
     (root / "frames").mkdir()
@@ -110,8 +111,8 @@ def prepared(tmp_path_factory):
         soundfile.write(root / "audio" / f"s{i:02d}.wav", rng.uniform(-0.5, 0.5, 16000 * 2), 16000, subtype="PCM_16")
     (root / "frames" / "bad.jpg").write_bytes(b"not a jpeg")
     soundfile.write(root / "audio" / "bad.wav", np.zeros(16000), 16000)
-    index = pack_folder(root, root / "packed", frame_size=35, shard_samples=5, progress=False)
-    return root, index
+    record = pack_folder(root, str(root / "packed"), frame_size=35, rate=16000, part_samples=10, progress=False)
+    return root, record
 
 
 def configured(ds, train=True):
@@ -119,64 +120,64 @@ def configured(ds, train=True):
     return ds
 
 
-def test_pack_skips_unreadable_samples_and_webdataset_reads_the_shards(prepared):
-    root, index = prepared
-    assert index["samples"] == 23 and list(index["skipped"]) == ["bad"] and len(index["shards"]) == 5
-    import webdataset as wds
+def test_pack_writes_litdata_parts_that_litdata_reads_back(prepared):
+    """Every id keeps its place (the unreadable one records why); litdata's own StreamingDataset
+    reads the parts; frames are uint8 at the training resize side, audio int16 at the rate."""
+    from litdata import StreamingDataset
 
-    samples = list(wds.WebDataset(str(root / "packed" / "shard-000000.tar"), shardshuffle=False).decode())
-    assert [s["__key__"] for s in samples] == index["shards"][0]["ids"]
-    frame = samples[0]["frame.npy"]
-    assert frame.dtype == np.uint8 and min(frame.shape[:2]) == 35
-    audio, _ = soundfile.read(root / "audio" / f"{samples[0]['__key__']}.wav", dtype="int16")
-    assert np.abs(samples[0]["audio.npy"].astype(int) - audio).max() <= 1
+    root, record = prepared
+    assert record["samples"] == 24 and [len(p["ids"]) for p in record["parts"]] == [10, 10, 4]
+    first = StreamingDataset(str(root / "packed" / "part-00000"))
+    assert [first[k]["id"] for k in range(len(first))] == record["parts"][0]["ids"]
+    bad = next(first[k] for k in range(len(first)) if first[k]["id"] == "bad")
+    assert "UnidentifiedImageError" in bad["error"] or "cannot identify" in bad["error"]
+    sample = first[1]
+    assert sample["frame"].dtype == np.uint8 and min(sample["frame"].shape[:2]) == 35 and sample["error"] == ""
+    audio, _ = soundfile.read(root / "audio" / f"{sample['id']}.wav", dtype="int16")
+    assert np.abs(sample["audio"].astype(int) - audio).max() <= 1
 
 
-@pytest.mark.parametrize("world,workers", [(1, 0), (1, 2), (2, 1), (3, 2), (4, 2)])
-def test_every_rank_gets_the_same_share_and_an_epoch_covers_the_set(prepared, monkeypatch, world, workers):
+def test_a_rerun_keeps_complete_parts(prepared, tmp_path):
+    root, record = prepared
+    import shutil
+
+    out = tmp_path / "packed"
+    shutil.copytree(root / "packed", out)
+    shutil.rmtree(out / "part-00001")  # as if killed while packing the second part
+    again = pack_folder(root, str(out), frame_size=35, rate=16000, part_samples=10, progress=False)
+    assert again["reused"] == 14 and (out / "part-00001" / "index.json").is_file()
+
+
+def test_packed_samples_by_index_with_views_and_the_unreadable_one_counted(prepared):
     root, _ = prepared
-    per_rank = []
-    for rank in range(world):
-        monkeypatch.setattr(packed_module, "_world", lambda r=rank: (r, world))
-        ds = configured(PackedShards(str(root / "packed"), shuffle_buffer=4))
-        ids = []
-        for worker in range(max(workers, 1)):
-            if workers:
-                monkeypatch.setattr(packed_module, "get_worker_info", lambda w=worker: type("I", (), {"id": w, "num_workers": workers}))
-            ds.epoch = 0
-            ids += [s["sample_id"] for s in ds]
-        per_rank.append(ids)
-    assert len({len(ids) for ids in per_rank}) == 1 and len(per_rank[0]) == 23 // world
-    seen = [i for ids in per_rank for i in ids]
-    assert len(set(seen)) >= len(seen) - world * max(workers, 1)  # at most a top-up per reader repeats
-    if world == 1:
-        assert sorted(seen) == sorted(f"s{i:02d}" for i in range(23))
-
-
-def test_packed_training_samples_are_uint8_until_the_batch_reaches_the_device(prepared):
-    root, _ = prepared
-    (root / "some.txt").write_text("s01\ns02\ns03\ns04\nmissing\n")
-    ds = configured(PackedShards(str(root / "packed"), ids=str(root / "some.txt")))
-    samples = list(ds)
-    assert sorted(s["sample_id"] for s in samples) == ["s01", "s02", "s03", "s04"]
+    (root / "some.txt").write_text("s01\ns02\nbad\ns04\nmissing\n")
+    ds = configured(PackedSamples(str(root / "packed"), ids=str(root / "some.txt")))
+    assert ds.sample_ids == ["s01", "s02", "bad", "s04"] and ds.manifest()["missing"] == ["missing"]
+    samples = [ds[i] for i in range(len(ds))]
+    assert samples[2] == {"unreadable": "bad", "reason": samples[2]["reason"]}
     assert samples[0]["image"].dtype == torch.uint8 and samples[0]["image"].shape == (3, 32, 32)
-    assert ds.manifest()["missing"] == ["missing"]
-    dm = AudioVisualDataModule(train=PackedShards(str(root / "packed")), image_size=32, audio_preset="quick", batch_size=4, num_workers=0)
+    spec = ViewSpec(second_image=True, strong_image=True, audio_shift_seconds=0.5)
+    viewed = ViewedDataset(ds, spec)
+    batch = collate([viewed[i] for i in range(len(ds))])
+    assert batch.unreadable.keys() == {"bad"} and len(batch) == 3
+    dm = AudioVisualDataModule(train=PackedSamples(str(root / "packed")), image_size=32, audio_preset="quick", batch_size=4, num_workers=0)
     dm.setup("fit")
-    batch = dm.on_after_batch_transfer(collate(samples), 0)
-    assert batch.image.dtype == torch.float32 and -3 < batch.image.min() < 0 < batch.image.max() < 3
+    batch = dm.on_after_batch_transfer(batch, 0)
+    assert batch.image.dtype == torch.float32 and batch.views["image_2"].dtype == torch.float32
+    assert dm.manifests("fit")["train_packed"]["unreadable_ids"] == ["bad"]
 
 
-def test_fit_on_packed_shards(prepared, tmp_path):
+def test_fit_on_packed_data(prepared, tmp_path):
     root, _ = prepared
     cli.main(["fit", "--model", "EZVSL", "--model.vision_weights", "null", "--model.backbone_width", "4", "--model.embed_dim", "8",
-              "--data.train", "PackedShards", "--data.train.root", str(root / "packed"), "--data.audio_preset", "quick",
+              "--data.train", "PackedSamples", "--data.train.root", str(root / "packed"), "--data.audio_preset", "quick",
               "--data.image_size", "32", "--data.batch_size", "4", "--data.num_workers", "0", "--trainer.max_epochs", "2",
               "--trainer.default_root_dir", str(tmp_path), "--trainer.logger", "CSVLogger", "--trainer.logger.save_dir", str(tmp_path),
               "--trainer.enable_progress_bar", "false", "--test_after_fit", "false", "--trainer.log_every_n_steps", "1"])
     metrics = next(tmp_path.rglob("metrics.csv")).read_text()
     assert "train/loss" in metrics
-    assert json.loads(next(tmp_path.rglob("manifests/train_packed.json")).read_text())["used"] == 23
+    manifest = json.loads(next(tmp_path.rglob("manifests/train_packed.json")).read_text())
+    assert manifest["used"] == 24 and manifest["unreadable"] == 1 and manifest["unreadable_ids"] == ["bad"]
 
 
 # -- data check ------------------------------------------------------------------------------------
@@ -204,3 +205,64 @@ def test_data_check_names_what_is_wrong(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["data", "check", str(tmp_path / "nowhere"), "--dataset", "vggsound"])
     assert "not a folder" in capsys.readouterr().out
+
+
+def test_pack_to_and_train_from_a_local_s3_server(prepared, tmp_path, monkeypatch):
+    """A real S3-compatible server (moto, in server mode) started here: `prepare --pack-only`
+    writes the parts to s3://, and `sslbench fit` trains one epoch streaming from it, with the
+    endpoint given in the config."""
+    moto_server = pytest.importorskip("moto.server")
+    boto3 = pytest.importorskip("boto3")
+    root, _ = prepared
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        for key, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+            monkeypatch.setenv(key, value)
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="sslbench")
+        cli.main(["prepare", str(root), "s3://sslbench/clips/packed", "--pack-only", "--endpoint-url", endpoint, "--jobs", "1",
+                  "--no-progress"])
+        listed = boto3.client("s3", endpoint_url=endpoint).list_objects_v2(Bucket="sslbench", Prefix="clips/packed/")
+        names = {o["Key"].removeprefix("clips/packed/") for o in listed["Contents"]}
+        assert {"packed.json", "part-00000/index.json"} <= names
+        train = json.dumps({"class_path": "PackedSamples", "init_args": {
+            "root": "s3://sslbench/clips/packed", "endpoint_url": endpoint, "cache_dir": str(tmp_path / "cache")}})
+        cli.main(["fit", "--model", "EZVSL", "--model.vision_weights", "null", "--model.backbone_width", "4", "--model.embed_dim", "8",
+                  "--data.train", train, "--data.audio_preset", "quick", "--data.image_size", "32", "--data.batch_size", "4",
+                  "--data.num_workers", "0", "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(tmp_path),
+                  "--trainer.logger", "CSVLogger", "--trainer.logger.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
+                  "--test_after_fit", "false"])
+        manifest = json.loads(next(tmp_path.rglob("manifests/train_packed.json")).read_text())
+        assert manifest["used"] == 24 and manifest["root"] == "s3://sslbench/clips/packed"
+        epochs = next(tmp_path.rglob("epochs.csv")).read_text().splitlines()
+        assert len(epochs) == 2 and float(epochs[1].split(",")[2]) > 0  # one epoch trained, with a loss
+    finally:
+        server.stop()
+
+
+def test_data_check_opens_every_listed_file_and_names_what_each_lacks(tmp_path, capsys):
+    """A Flickr root as released (Annotations/ beside training clips): as a test list, ids without
+    XML are named as lacking their annotation, and a corrupt wav among them is still reported; as
+    a training list (--split train) they are usable; a list with nothing usable exits 1."""
+    root = tmp_path / "flickr"
+    (root / "frames").mkdir(parents=True)
+    (root / "audio").mkdir()
+    (root / "Annotations").mkdir()
+    for sample_id in ("t1", "train1", "train2"):
+        Image.new("RGB", (32, 32), (10, 20, 30)).save(root / "frames" / f"{sample_id}.jpg")
+        soundfile.write(root / "audio" / f"{sample_id}.wav", np.zeros(1600), 16000)
+    (root / "audio" / "train2.wav").write_bytes(b"RIFF broken")
+    (root / "Annotations" / "t1.xml").write_text("<annotation><object><bbox><x0>1</x0><xmin>1</xmin><ymin>1</ymin>"
+                                                  "<xmax>9</xmax><ymax>9</ymax></bbox></object></annotation>")
+    text = check(str(root), "flickr").report()
+    assert "2 listed samples lack their annotation: train1, train2" in text and "train2.wav" in text
+    (tmp_path / "train.txt").write_text("train1\ntrain2\n")
+    as_training = check(str(root), "flickr", ids=str(tmp_path / "train.txt"), split="train")
+    assert not as_training.errors and "2 of 2 samples usable" in as_training.report() and "train2.wav" in as_training.report()
+    (tmp_path / "none.txt").write_text("ghost1\nghost2\n")
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["data", "check", str(root), "--dataset", "flickr", "--ids", str(tmp_path / "none.txt")])
+    assert stop.value.code == 1
+    assert "2 listed samples lack their frame and audio and annotation: ghost1, ghost2" in capsys.readouterr().out

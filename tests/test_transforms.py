@@ -69,3 +69,17 @@ def test_global_batch_is_split_over_the_devices(devices, per_device):
     else:
         dm.derive_batch_size()
         assert dm.batch_size == per_device
+
+
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale(tmp_path):
+    """PIL's draft mode: a 1280 x 720 JPEG needed at short side 246 decodes at 1/2 (640 x 360),
+    never below what the resize needs; a PNG, or a JPEG not twice as large, decodes in full."""
+    from datamodules.transforms import load_rgb
+
+    Image.new("RGB", (1280, 720), (200, 30, 30)).save(tmp_path / "big.jpg")
+    Image.new("RGB", (1280, 720), (200, 30, 30)).save(tmp_path / "big.png")
+    assert load_rgb(tmp_path / "big.jpg", min_side=246).size == (640, 360)
+    assert load_rgb(tmp_path / "big.jpg", min_side=90).size == (160, 90)  # 1/8, still >= 90
+    assert load_rgb(tmp_path / "big.jpg", min_side=400).size == (1280, 720)
+    assert load_rgb(tmp_path / "big.png", min_side=90).size == (1280, 720)
+    assert load_rgb(tmp_path / "big.jpg").size == (1280, 720)

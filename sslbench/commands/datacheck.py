@@ -112,7 +112,7 @@ def check(root: str, kind: str, ids: str | None = None, annotations: str | None 
         if kind == "avsbench_s4":
             dataset = dm.AVSBenchS4(root, split=split)
         elif kind == "packed":
-            dataset = dm.PackedShards(root, ids=ids)
+            dataset = dm.PackedSamples(root, ids=ids)
         elif kind == "flickr":
             dataset = dm.FlickrSoundNet(root, annotations=annotations, ids=ids, non_sounding=non_sounding)
         elif kind == "vggss":
@@ -125,6 +125,10 @@ def check(root: str, kind: str, ids: str | None = None, annotations: str | None 
             dataset = dm.VGGSound(root, ids=ids)
         else:
             dataset = dm.FramesAudioFolder(root, ids=ids)
+        from sslbench.audio import PRESETS
+
+        # as the run would use it: a training list asks for no annotation unless one is given
+        dataset.configure(image_size=224, audio=PRESETS["ezvsl"], train=split == "train")
     except Exception as err:  # a missing folder or file: the reader's own message says which
         found.errors.append(str(err))
         return found
@@ -145,13 +149,24 @@ def _check_folder(found: Findings, dataset, kind: str, deep: bool) -> None:
         found.warnings.append(f"{len(unheard)} audio files without a frame: {found.listing(unheard)}")
     try:
         ids = dataset.sample_ids
-    except Exception as err:
+    except Exception as err:  # nothing in the list is usable: say why, part by part, and open what is there
         found.errors.append(str(err))
+        ids = []
+        for parts, members in _lacking(dataset).items():
+            found.errors.append(f"{len(members)} listed samples lack their {parts}: {found.listing(members)}")
+        listed = dataset.wanted_ids()
+        _check_files(found, {i: dataset.frame_file(i) for i in listed if dataset.frame_key(i) in frames},
+                     {dataset.audio_key(i): dataset.audio_file(i) for i in listed if dataset.audio_key(i) in audios},
+                     listed, deep, audio_key=dataset.audio_key)
         return
     manifest = dataset.manifest()
     found.facts.append(f"{manifest['used']} of {manifest['wanted']} samples usable" + (f" (list {manifest['list']})" if manifest["list"] else ""))
     if manifest["missing"]:
-        found.warnings.append(f"{len(manifest['missing'])} listed samples lack a frame, audio or annotation: {found.listing(manifest['missing'])}")
+        by_part: dict[str, list[str]] = {}
+        for sample_id, parts in manifest.get("missing_parts", {}).items():
+            by_part.setdefault(" and ".join(parts) or "something", []).append(sample_id)
+        for parts, members in sorted(by_part.items()):
+            found.warnings.append(f"{len(members)} listed samples lack their {parts}: {found.listing(members)}")
     if kind == "vggss":
         corrupt = _box_problems({k: e["bbox"] for k, e in dataset._entries.items()}, corners=True)
         if corrupt:
@@ -177,8 +192,20 @@ def _check_folder(found: Findings, dataset, kind: str, deep: bool) -> None:
                 broken.append(f"{sample_id}.xml ({type(err).__name__}: {str(err)[:60]})")
         if broken:
             found.errors.append(f"{len(broken)} annotation files cannot be read: {found.listing(broken)}")
-    _check_files(found, {i: dataset.frame_file(i) for i in ids}, {dataset.audio_key(i): dataset.audio_file(i) for i in ids},
-                 ids, deep, audio_key=dataset.audio_key)
+    # every listed id with files on disk, usable or not: a corrupt file is reported wherever it is
+    listed = list(dict.fromkeys([*ids, *manifest["missing"]]))
+    with_frames = {i: dataset.frame_file(i) for i in listed if dataset.frame_key(i) in frames}
+    with_audio = {dataset.audio_key(i): dataset.audio_file(i) for i in listed if dataset.audio_key(i) in audios}
+    _check_files(found, with_frames, with_audio, listed, deep, audio_key=dataset.audio_key)
+
+
+def _lacking(dataset) -> dict[str, list[str]]:
+    by_part: dict[str, list[str]] = {}
+    for sample_id in dataset.wanted_ids():
+        parts = dataset.lacks(sample_id)
+        if parts:
+            by_part.setdefault(" and ".join(parts), []).append(sample_id)
+    return by_part
 
 
 def _check_stream_or_s4(found: Findings, dataset) -> Findings:
@@ -191,14 +218,15 @@ def _check_stream_or_s4(found: Findings, dataset) -> Findings:
     found.facts.append(f"{manifest['used']} of {manifest['wanted']} samples usable")
     if manifest.get("missing"):
         found.warnings.append(f"{len(manifest['missing'])} samples missing: {found.listing(manifest['missing'])}")
-    if hasattr(dataset, "index"):
-        shards = [dataset.root / s["file"] for s in dataset.index["shards"]]
-        absent = [p.name for p in shards if not p.is_file()]
-        if absent:
-            found.errors.append(f"{len(absent)} shards listed in index.json are missing: {found.listing(absent)}")
-        if dataset.index.get("skipped"):
-            found.warnings.append(f"{len(dataset.index['skipped'])} samples were left out when packing: "
-                                  f"{found.listing([f'{k} ({v})' for k, v in dataset.index['skipped'].items()], 3)}")
+    if hasattr(dataset, "record"):  # packed: every part readable, every record with its files
+        errors = {}
+        for sample_id in ids:
+            record = dataset.read(sample_id)
+            if record["error"]:
+                errors[sample_id] = record["error"]
+        if errors:
+            found.warnings.append(f"{len(errors)} packed samples could not be read when packed (skipped at run time): "
+                                  f"{found.listing([f'{k} ({v})' for k, v in errors.items()], 3)}")
     found.facts.append(f"first ids: {', '.join(ids[:3])}")
     return found
 
@@ -210,7 +238,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ids", help="the sample list to check against the folder")
     parser.add_argument("--annotations", help="vggss.json, music_*.json, or Flickr's XML folder")
     parser.add_argument("--non-sounding", help="SLAVC's *_test_plus_silent.csv (extended sets)")
-    parser.add_argument("--split", default="test", help="AVSBench split (default test)")
+    parser.add_argument("--split", default="test", help="test (default) or train: how the list is used (a Flickr training list "
+                        "needs no XML); AVSBench's split")
     parser.add_argument("--deep", action="store_true", help="decode every file, not only its header")
     parser.add_argument("--json", help="also write the findings to this file")
     args = parser.parse_args(argv)

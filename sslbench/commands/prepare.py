@@ -1,7 +1,8 @@
 """``sslbench prepare``: raw videos (or pre-extracted frames and audio) -> the layout the readers read.
 
     sslbench prepare raw_videos/ data/vggsound --rate 16000 --seconds 10 --jobs 8
-    sslbench prepare raw_videos/ data/vggsound --pack            # also write training shards
+    sslbench prepare raw_videos/ data/vggsound --pack            # also pack it (litdata) into data/vggsound/packed
+    sslbench prepare data/vggsound s3://bucket/vggsound --pack-only --endpoint-url http://minio:9000
 
 Writes ``OUT/frames/<id>.jpg`` (the frame at the middle of the video) and ``OUT/audio/<id>.wav``
 (mono, ``--rate`` Hz, ``--seconds`` around the middle, 16-bit). Sources: video files (mp4, mkv,
@@ -13,6 +14,12 @@ whose frame and audio both exist is skipped, so a killed run picks up where it s
 ends as ``done``, ``skipped`` (already there) or ``failed`` with its reason (unreadable file, no
 video or no audio stream, ...); clips whose audio is silent are written and listed as ``silent``.
 The report is printed and saved as ``OUT/prepare_report.json`` (failed ids in ``failed.txt``).
+
+``--pack`` then writes the folder as litdata chunks (``datamodules.packed``: uint8 frames at the
+training resize side, int16 audio at ``--rate``) to ``--pack-to`` (default ``OUT/packed``; a folder
+or an ``s3://`` URL), in parallel and resumable by parts; ``--pack-only`` packs an existing
+``frames/`` + ``audio/`` folder SRC into OUT. Train on it with
+``data.train: {class_path: PackedSamples, init_args: {root: ...}}``.
 """
 
 from __future__ import annotations
@@ -304,19 +311,33 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="audio kept around the middle (default 10)")
     parser.add_argument("--frame-size", type=int, default=0, help="resize frames to this short side (default: keep)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel processes (default: all cores)")
-    parser.add_argument("--pack", action="store_true", help="then write WebDataset training shards to OUT/packed")
+    parser.add_argument("--pack", action="store_true", help="then pack OUT as litdata chunks into --pack-to (default OUT/packed)")
+    parser.add_argument("--pack-only", action="store_true", help="SRC is a frames/ + audio/ folder: pack it into OUT (a folder or s3:// URL)")
+    parser.add_argument("--pack-to", help="where --pack writes (a folder or an s3:// URL; default OUT/packed)")
     parser.add_argument("--pack-frame-size", type=int, default=246,
-                        help="short side of the frames in the shards (default 246: int(1.1 x 224), what training resizes to)")
-    parser.add_argument("--shard-samples", type=int, default=1000, help="samples per shard (default 1000)")
+                        help="short side of the packed frames (default 246: int(1.1 x 224), what training resizes to)")
+    parser.add_argument("--endpoint-url", help="an S3-compatible server for s3:// URLs (MinIO, a local one); AWS needs none")
+    parser.add_argument("--region", help="the bucket's region, if the client cannot find it")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    if args.pack_only:
+        return pack(Path(args.source), args.out, args)
     settings = Settings(rate=args.rate, seconds=args.seconds, frame_size=args.frame_size)
     report = run(Path(args.source), Path(args.out), settings, args.jobs, progress=not args.no_progress)
     print(summary(report))
     if args.pack:
-        from datamodules.packed import pack_folder
+        pack(Path(args.out), args.pack_to or str(Path(args.out) / "packed"), args)
 
-        index = pack_folder(Path(args.out), Path(args.out) / "packed", frame_size=args.pack_frame_size,
-                            shard_samples=args.shard_samples, progress=not args.no_progress)
-        print(f"prepare: packed {index['samples']} samples into {len(index['shards'])} shards under {Path(args.out) / 'packed'}; "
-              f"train on them with data.train: {{class_path: PackedShards, init_args: {{root: {Path(args.out) / 'packed'}}}}}")
+
+def pack(folder: Path, out: str, args) -> None:
+    from datamodules.packed import pack_folder, storage_options
+
+    if not (folder / "frames").is_dir() or not (folder / "audio").is_dir():
+        raise SSLBenchError(f"prepare: {folder} has no frames/ and audio/ to pack (run prepare on the raw videos first)")
+    options = storage_options(args.endpoint_url, args.region)
+    record = pack_folder(folder, out, frame_size=args.pack_frame_size, rate=args.rate, jobs=args.jobs, options=options,
+                         progress=not args.no_progress)
+    endpoint = f", endpoint_url: {args.endpoint_url}" if args.endpoint_url else ""
+    print(f"prepare: packed {record['samples']} samples in {len(record['parts'])} parts into {out}"
+          + (f" ({record['reused']} already packed)" if record["reused"] else "")
+          + f"; train on them with data.train: {{class_path: PackedSamples, init_args: {{root: {out}{endpoint}}}}}")

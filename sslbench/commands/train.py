@@ -278,7 +278,7 @@ def build_cli(args: list[str] | None = None, run: bool = True, resumable: Resuma
             "description": "Self-supervised sound source localization: train, evaluate, predict. "
             "`sslbench fit ... --seeds 0,1,2` runs one seed after another. Also: `sslbench report RUN_DIR...` "
             "(tables and success curves of finished runs), `sslbench predict --help` (heatmaps for your own "
-            "image and audio files), `sslbench prepare --help` (raw videos to frames, audio and shards), "
+            "image and audio files), `sslbench prepare --help` (raw videos to frames, audio and packed chunks), "
             "`sslbench data check ROOT --dataset NAME` (what is wrong with a dataset folder), "
             "`sslbench knn --help` (neighbour tables for SSL-Align)."
         },

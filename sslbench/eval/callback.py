@@ -184,7 +184,7 @@ class LocalizationEvaluator(Callback):
         return protocol.upsample_for(getattr(_dataset(trainer, stage, idx), "benchmark", None))
 
     def _on_batch_start(self, trainer, pl_module, batch: AVBatch | None, stage: str, idx: int) -> None:
-        if batch is not None:  # each set upsamples as its protocol's reference does
+        if isinstance(batch, AVBatch):  # each set upsamples as its protocol's reference does
             protocol = self.protocol_for(trainer, stage, idx, batch_kind(batch))
             pl_module.upsample_mode = self.upsample_mode(trainer, stage, idx, protocol)
 
@@ -212,7 +212,7 @@ class LocalizationEvaluator(Callback):
             metric.update(maps, batch.gt_map, batch.index, batch.n_boxes)
 
     def _update(self, trainer, stage: str, pl_module, outputs, batch: AVBatch | None, dataloader_idx: int) -> None:
-        if not outputs or batch is None or (batch.gt_map is None and batch.gt_frames is None):
+        if not outputs or not isinstance(batch, AVBatch) or (batch.gt_map is None and batch.gt_frames is None):
             return
         kind = batch_kind(batch)
         protocol = self.protocol_for(trainer, stage, dataloader_idx, kind)
@@ -266,6 +266,11 @@ class LocalizationEvaluator(Callback):
             for i, name in enumerate(self._headline(self.chosen[("val", idx)], result)):
                 pl_module.log(f"{prefix}/{name}", result[name].float(), prog_bar=i == 0, add_dataloader_idx=False)
 
+    def on_test_end(self, trainer, pl_module) -> None:
+        data = getattr(trainer, "datamodule", None)
+        if hasattr(data, "write_manifests"):  # now with what could not be read
+            data.write_manifests("test", announce=False)
+
     def on_test_epoch_end(self, trainer, pl_module) -> None:
         for idx, by_source in self._finish("test").items():
             dataset = _dataset(trainer, "test", idx)
@@ -279,6 +284,9 @@ class LocalizationEvaluator(Callback):
             warn_non_finite(f"test/{name}", dataset, by_source["method"])
             summary = self._summary(name, kind, protocol, dataset, by_source, metrics)
             summary["run"] = self._run_record(trainer, pl_module)
+            data = getattr(trainer, "datamodule", None)
+            bad = getattr(data, "unreadable", {}).get(f"test_{name}", {})
+            summary["unreadable"] = {"count": len(bad), "sample_ids": sorted(bad)}
             self.last_results[name] = summary
             if trainer.is_global_zero:
                 self._write(trainer, name, dataset, by_source["method"], summary)
@@ -400,7 +408,7 @@ class LocalizationEvaluator(Callback):
             groups = pick_examples(index, values, max(1, self.num_visualized // 3))
             chosen = [i for _, members in groups for i in members]
             batch = collate([dataset[i] for i in chosen])
-            if batch is None:
+            if not isinstance(batch, AVBatch):
                 return
             batch = pl_module.transfer_batch_to_device(batch, pl_module.device, 0)
             batch = trainer.datamodule.on_after_batch_transfer(batch, 0)

@@ -20,7 +20,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from datamodules.batch import AVBatch
+from datamodules.batch import AVBatch, Unreadable
 from datamodules.views import ViewSpec
 from sslbench.errors import WeightsUnavailableError
 from sslbench.eval.functional import min_max, upsample
@@ -98,15 +98,15 @@ class LocalizationMethod(L.LightningModule, ABC):
 
     # -- Lightning steps --------------------------------------------------------------------
 
-    def training_step(self, batch: AVBatch | None, batch_idx: int) -> Tensor | None:
-        if batch is None:  # every sample of the batch was unreadable (reported by the dataset)
+    def training_step(self, batch: AVBatch | Unreadable, batch_idx: int) -> Tensor | None:
+        if not isinstance(batch, AVBatch):  # every sample of the batch was unreadable (counted by the data module)
             return None
         parts = self.compute_loss(batch)
         self.log_dict({f"train/{k}": v.detach() for k, v in parts.items()}, prog_bar=True, batch_size=len(batch))
         return parts["loss"]
 
-    def _eval_step(self, batch: AVBatch | None, stage: str) -> dict[str, Tensor] | None:
-        if batch is None:
+    def _eval_step(self, batch: AVBatch | Unreadable, stage: str) -> dict[str, Tensor] | None:
+        if not isinstance(batch, AVBatch):
             return None
         if batch.gt_frames is not None:  # K frames stacked vertically: maps cover all of them
             k, side = batch.gt_frames.shape[1], batch.gt_frames.shape[-1]
@@ -121,13 +121,13 @@ class LocalizationMethod(L.LightningModule, ABC):
             self.log("val/loss", loss, batch_size=len(batch), sync_dist=True)
         return out
 
-    def validation_step(self, batch: AVBatch | None, batch_idx: int, dataloader_idx: int = 0):
+    def validation_step(self, batch: AVBatch | Unreadable, batch_idx: int, dataloader_idx: int = 0):
         return self._eval_step(batch, "val")
 
-    def test_step(self, batch: AVBatch | None, batch_idx: int, dataloader_idx: int = 0):
+    def test_step(self, batch: AVBatch | Unreadable, batch_idx: int, dataloader_idx: int = 0):
         return self._eval_step(batch, "test")
 
-    def predict_step(self, batch: AVBatch | None, batch_idx: int, dataloader_idx: int = 0):
+    def predict_step(self, batch: AVBatch | Unreadable, batch_idx: int, dataloader_idx: int = 0):
         return self._eval_step(batch, "predict")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
