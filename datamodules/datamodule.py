@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from datamodules.base import AVDataset, first_unreadable, ids_hash
+from datamodules.base import AVDataset, first_unreadable, ids_hash, is_unreadable
 from datamodules.batch import AVBatch, Unreadable, collate
 from datamodules.mixtures import MIX_SOURCES, is_heard
 from datamodules.sampling import EpochSampler, EpochSeeded, ResumableLoader
@@ -91,6 +91,53 @@ class SwappedAudio(Dataset):
         return {**sample, "waveform": other["waveform"], "views": {**(sample.get("views") or {}), **heard}}
 
 
+NEGATIVE_AUDIO = ("silence", "noise", "offscreen")
+
+
+class NegativeAudio(Dataset):
+    """Each image with audio that does not belong to it (the negative-audio evaluation of Juanola
+    et al., ICASSP 2025): ``silence`` (zeros), ``noise`` (white noise at the clip's own RMS, seeded
+    by the sample) or ``offscreen`` (another sample's clip, of another class when classes are known:
+    ``SwappedAudio``). Logged as ``<dataset>/negative/<kind>``; the gt stays, so a model that
+    listens falls to its floors."""
+
+    def __init__(self, dataset: AVDataset, kind: str):
+        if kind not in NEGATIVE_AUDIO:
+            raise ValueError(f"unknown negative audio {kind!r}; choose from {NEGATIVE_AUDIO}")
+        self.dataset, self.kind = dataset, kind
+        self.swapped = SwappedAudio(dataset) if kind == "offscreen" else None
+        self.base_name = dataset.name
+        self.name = f"{dataset.name}/negative/{kind}"
+        self.list_name = f"{dataset.list_name} (negative audio: {kind})"
+        self.evaluation = dataset.evaluation
+        self.has_ground_truth = dataset.has_ground_truth
+        self.sample_ids = dataset.sample_ids
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getattr__(self, name: str):
+        if name in ("dataset", "swapped"):
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        if self.swapped is not None:
+            return self.swapped[index]
+        sample = self.dataset[index]
+        if is_unreadable(sample):
+            return sample
+        wave = sample["waveform"]
+        if self.kind == "silence":
+            heard = torch.zeros_like(wave)
+        else:
+            rms = wave.float().square().mean().sqrt().clamp(min=1e-4)
+            noise = torch.randn(wave.shape, generator=torch.Generator().manual_seed(int(index)))
+            heard = (noise * rms).clamp(-1, 1).to(wave.dtype)
+        views = {k: v for k, v in (sample.get("views") or {}).items() if not is_heard(k)}
+        return {**sample, "waveform": heard, "views": views}
+
+
 def as_mixture_of_one(batch: AVBatch, module) -> None:
     """A single-source evaluation batch becomes a mixture of K = 1 for methods that score every set
     through their object maps (IOI, as NoPrior's ``test_step`` with ``concat_num=1``). Its gt frame
@@ -129,6 +176,8 @@ class AudioVisualDataModule(L.LightningDataModule):
         eval_batch_size: batch size for validation and test (default: ``batch_size``).
         num_workers: loader processes (default: the number of CPU cores, at most 8).
         swap_test_audio: give each test image the audio of a sample of another class.
+        negative_audio: score each single-source test set again with each kind of negative audio
+            (``silence``, ``noise``, ``offscreen``); the CLI sets it from ``--evaluator.negative_audio``.
         swap_train_audio: the same for every training image, a control: with no image-sound
             correspondence left to learn, a method that listens must end near its untrained score.
         neighbours: top-k neighbour tables of the training set (``sslbench knn``), for methods that
@@ -158,6 +207,7 @@ class AudioVisualDataModule(L.LightningDataModule):
         eval_batch_size: int | None = None,
         num_workers: int | None = None,
         swap_test_audio: bool = False,
+        negative_audio: list[Literal["silence", "noise", "offscreen"]] | None = None,
         swap_train_audio: bool = False,
         neighbours: str | None = None,
         keep_test_ids_in_train: bool = False,
@@ -185,6 +235,7 @@ class AudioVisualDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = min(8, os.cpu_count() or 1) if num_workers is None else num_workers
         self.swap_test_audio, self.swap_train_audio = swap_test_audio, swap_train_audio
+        self.negative_audio = list(negative_audio or [])
         self.neighbours = neighbours
         self.unreadable: dict[str, dict[str, str]] = {}  # <role>_<name> -> {id: reason}
         self.frontend = build_frontend(self.preset)
@@ -241,8 +292,9 @@ class AudioVisualDataModule(L.LightningDataModule):
     def role_of(self, dataloader_idx: int) -> str:
         """``<role>_<name>`` of the set the current loader reads (the manifests' keys)."""
         trainer = self.trainer
-        if trainer is not None and trainer.testing and dataloader_idx < len(self.test_sets):
-            return f"test_{self.test_sets[dataloader_idx].name}"
+        sets = self.test_datasets if trainer is not None and trainer.testing else []
+        if dataloader_idx < len(sets):  # a negative-audio pass counts under its test set
+            return f"test_{getattr(sets[dataloader_idx], 'base_name', sets[dataloader_idx].name)}"
         if trainer is not None and (trainer.validating or trainer.sanity_checking) and self.val_set is not None:
             return f"val_{self.val_set.name}"
         return f"train_{self.train_set.name}"
@@ -291,8 +343,13 @@ class AudioVisualDataModule(L.LightningDataModule):
 
     @property
     def test_datasets(self) -> list[Dataset]:
-        """The test sets as the loaders see them (wrapped when ``swap_test_audio``)."""
-        return [SwappedAudio(d) if self.swap_test_audio else d for d in self.test_sets]
+        """The test sets as the loaders see them (wrapped when ``swap_test_audio``), then each
+        single-source or extended one again with every ``negative_audio`` kind."""
+        sets: list[Dataset] = [SwappedAudio(d) if self.swap_test_audio else d for d in self.test_sets]
+        for d in self.test_sets:
+            if d.evaluation in ("single", "extended"):
+                sets += [NegativeAudio(d, kind) for kind in self.negative_audio]
+        return sets
 
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
         seed = run_seed()

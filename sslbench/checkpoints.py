@@ -34,7 +34,7 @@ class ReferenceLayout:
 
     Attributes:
         name: layout name (``lvs``, ``ezvsl``, ...).
-        method: the sslbench class it loads into.
+        method: the sslbench class (or classes, same keys) it loads into.
         containers: keys of the saved dict that hold the state dict (the first present wins).
         rules: (regex, replacement) applied to each key after any ``module.`` prefix is removed;
             the first that matches renames it.
@@ -43,7 +43,7 @@ class ReferenceLayout:
     """
 
     name: str
-    method: str
+    method: str | tuple[str, ...]
     containers: tuple[str, ...] = ()
     rules: tuple[Rule, ...] = ()
     unused: tuple[str, ...] = ()
@@ -79,8 +79,8 @@ LAYOUTS: dict[str, ReferenceLayout] = {
         ((r"^img_proj\.", "visual_proj."), (r"^aud_proj\.", "audio_proj."), *_LVS_TRUNKS),
         (*_LVS_UNUSED, r"^(vision_fc1|conv3|norm3)\."),
     ),
-    "ezvsl": ReferenceLayout(  # stoneMo/EZ-VSL train.py: {"model": DDP state dict, ...}
-        "ezvsl", "EZVSL", ("model",),
+    "ezvsl": ReferenceLayout(  # stoneMo/EZ-VSL train.py: {"model": DDP state dict, ...}; OpenNLPLab/FNAC_AVL saves the same keys
+        "ezvsl", ("EZVSL", "FNAC"), ("model",),
         ((r"^imgnet\.", "visual_net."), (r"^img_proj\.", "visual_proj."), (r"^audnet\.", "audio_net."), (r"^aud_proj\.", "audio_proj.")),
     ),
     "slavc": ReferenceLayout(  # stoneMo/SLAVC model.py (MoVSL)
@@ -243,9 +243,11 @@ def load_reference_checkpoint(model: nn.Module, path: str | Path, layout: str | 
     if layout not in LAYOUTS:
         raise ReferenceCheckpointError(f"unknown reference layout {layout!r}; known: {', '.join(LAYOUTS)}")
     spec = LAYOUTS[layout]
-    if type(model).__name__ != spec.method:
+    accepted = (spec.method,) if isinstance(spec.method, str) else spec.method
+    if type(model).__name__ not in accepted:
         raise ReferenceCheckpointError(
-            f"{path} is a {layout} checkpoint and loads into {spec.method}, not {type(model).__name__}: use --model {spec.method}"
+            f"{path} is a {layout} checkpoint and loads into {' or '.join(accepted)}, not {type(model).__name__}: "
+            f"use --model {accepted[0]}"
         )
     state, dropped, unknown = reference_state_dict(path, layout)
     own = model.state_dict()
@@ -259,10 +261,10 @@ def load_reference_checkpoint(model: nn.Module, path: str | Path, layout: str | 
             f"{len(wrong)} of another shape (e.g. {wrong[:3]}; check backbone_width / embed_dim)" if wrong else "",
         ]
         raise ReferenceCheckpointError(
-            f"{path} ({layout} layout) does not fit {spec.method}: " + "; ".join(p for p in problems if p)
+            f"{path} ({layout} layout) does not fit {type(model).__name__}: " + "; ".join(p for p in problems if p)
         )
     model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
     note = f", ignored {len(dropped)} unused reference keys" if dropped else ""
     if layout == "noprior" and dropped:
         note += " (Hear-The-Flow's optical-flow attention: sslbench's IOI has no flow input, so maps are the flow-free model's)"
-    return f"loaded {path} ({layout} layout) into {spec.method}: {len(state)} tensors{note}"
+    return f"loaded {path} ({layout} layout) into {type(model).__name__}: {len(state)} tensors{note}"

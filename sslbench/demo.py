@@ -41,15 +41,21 @@ def scorer(cli_args: list[str], callbacks: list | None = None):
     return trainer, model, data, score
 
 
-def train_and_score(cli_args: list[str], callbacks: list | None = None) -> dict[str, float]:
+def train_and_score(cli_args: list[str], callbacks: list | None = None, negative_audio: list[str] | None = None) -> dict[str, float]:
     """Score the configured model on its first test set untrained, train it, score the epoch with
-    the best validation cIoU, then the same with every test image given another class's audio."""
+    the best validation cIoU, then the same with every test image given another class's audio;
+    with ``negative_audio`` kinds, the trained network also under each (``<kind>_ciou@0.5`` and
+    ``<kind>_discrimination_ap``)."""
     start = time.perf_counter()
     trainer, model, data, score = scorer(cli_args, callbacks)
     untrained = score("untrained")
     trainer.fit(model, datamodule=data)
     best = trainer.checkpoint_callback.best_model_path or None  # chosen on the validation split
+    data.negative_audio = list(negative_audio or [])
     trained = score("trained", best)
+    evaluator = next(cb for cb in trainer.callbacks if isinstance(cb, LocalizationEvaluator))
+    negatives = {kind: evaluator.last_results[f"{data.test_sets[0].name}/negative/{kind}"] for kind in data.negative_audio}
+    data.negative_audio = []
     data.swap_test_audio = True
     swapped = score("swapped", best)
     data.swap_test_audio = False
@@ -59,6 +65,7 @@ def train_and_score(cli_args: list[str], callbacks: list | None = None) -> dict[
         "auc": trained["auc"],
         "untrained_ciou@0.5": untrained["ciou@0.5"],
         "swapped_audio_ciou@0.5": swapped["ciou@0.5"],
+        **{f"{kind}_{metric}": r[metric] for kind, r in negatives.items() for metric in ("ciou@0.5", "discrimination_ap")},
         "seconds": time.perf_counter() - start,
     }
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from sslbench import cli
 from sslbench.checkpoints import ReferenceCheckpointError, detect_layout, load_reference_checkpoint
-from sslbench.methods import EZVSL, IOI, LVS, SLAVC, SSPL, SSLAlign
+from sslbench.methods import EZVSL, FNAC, IOI, LVS, SLAVC, SSPL, SSLAlign
 
 
 def randomize_statistics(module: nn.Module, seed: int = 0) -> nn.Module:
@@ -66,7 +66,9 @@ def inputs():
 
 
 @torch.no_grad()
-def test_ezvsl_checkpoint(tmp_path, inputs):
+@pytest.mark.parametrize("method", [EZVSL, FNAC])
+def test_ezvsl_checkpoint(tmp_path, inputs, method):
+    """EZ-VSL's ``best.pth``; FNAC_AVL's ``train.py`` saves the same keys (its dropouts hold none)."""
     image, audio = inputs
     ref = nn.Module()
     ref.imgnet, ref.audnet = torchvision_trunk(False, False), torchvision_trunk(True, False)
@@ -77,7 +79,7 @@ def test_ezvsl_checkpoint(tmp_path, inputs):
     expected = torch.einsum("nchw,nc->nhw", img, aud) / 0.03
 
     assert detect_layout(tmp_path / "best.pth") == "ezvsl"
-    model = EZVSL(embed_dim=32, vision_weights=None)
+    model = method(embed_dim=32, vision_weights=None)
     report = load_reference_checkpoint(model, tmp_path / "best.pth")
     assert "ezvsl layout" in report
     torch.testing.assert_close(model.eval()(image, audio), expected, rtol=1e-4, atol=1e-3)

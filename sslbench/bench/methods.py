@@ -2,8 +2,9 @@
 
 Each method runs in its own process (so peak memory is its own) through the CLI objects, with
 ``experiments/synthetic/base.yaml`` plus its ``experiments/synthetic/<method>.yaml``: scored untrained,
-trained (the epoch with the best validation cIoU), and with every test image given the audio of
-another class. Training throughput counts training batches only (no validation), from the second
+trained (the epoch with the best validation cIoU), with every test image given the audio of
+another class, and under negative audio (silence, noise, another sample's clip: cIoU@0.5, and the AP
+of telling true from negative audio by the map's confidence). Training throughput counts training batches only (no validation), from the second
 epoch on when there is one (the first renders the cached scenes).
 
     python -m sslbench.bench.methods [--methods LVS SSPL ...] [--epochs 8] [--out runs/bench_methods]
@@ -38,12 +39,15 @@ METHODS: dict[str, list[str]] = {
     "LVS": ["--config", str(SYNTHETIC / "lvs.yaml")],
     "EZ-VSL": ["--config", str(SYNTHETIC / "ezvsl.yaml")],
     "EZ-VSL margin -0.2": ["--config", str(SYNTHETIC / "ezvsl_margin.yaml")],
+    "FNAC": ["--config", str(SYNTHETIC / "fnac.yaml")],
     "SSPL": ["--config", str(SYNTHETIC / "sspl.yaml")],
     "SSPL w/o PCM": ["--config", str(SYNTHETIC / "sspl.yaml"), "--model.use_pcm", "false"],
     "SSL-Align": ["--config", str(SYNTHETIC / "ssl_align.yaml")],
     "ICL": ["--config", str(SYNTHETIC / "icl.yaml")],
 }
 COLUMNS = ("ciou@0.5", "auc", "untrained_ciou@0.5", "swapped_audio_ciou@0.5", "samples_per_second", "peak_memory_mb", "seconds")
+#: negative audio the trained network is also scored with (``--evaluator.negative_audio``)
+NEGATIVE = ("silence", "noise", "offscreen")
 
 
 class TrainingThroughput(Callback):
@@ -113,7 +117,7 @@ def run_one(row: str, epochs: int, out: Path) -> dict[str, float]:
         args += synthetic_encoders()
     if row.endswith(CONTROL):
         args += ["--data.swap_train_audio", "true"]
-    result = train_and_score(args, callbacks=[meter])
+    result = train_and_score(args, callbacks=[meter], negative_audio=list(NEGATIVE))
     result["samples_per_second"] = meter.samples_per_second
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
     if torch.cuda.is_available():
@@ -123,14 +127,19 @@ def run_one(row: str, epochs: int, out: Path) -> dict[str, float]:
 
 
 def table(results: dict[str, dict[str, float]]) -> str:
+    negative_heads = " | ".join(f"{k} cIoU@0.5" for k in NEGATIVE) + " | " + " | ".join(f"AP true vs {k}" for k in NEGATIVE)
     lines = [
-        "| method | cIoU@0.5 | AUC | untrained cIoU@0.5 | swapped-audio cIoU@0.5 | train samples/s | peak memory (MB) | seconds |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| method | cIoU@0.5 | AUC | untrained cIoU@0.5 | swapped-audio cIoU@0.5 | " + negative_heads
+        + " | train samples/s | peak memory (MB) | seconds |",
+        "| --- " * (8 + 2 * len(NEGATIVE)) + "|",
     ]
+    cell = lambda r, key: f"{r[key]:.3f}" if key in r else "-"  # noqa: E731  (rows from before the negative audio)
     for name, r in results.items():
+        negative = " | ".join(cell(r, f"{k}_ciou@0.5") for k in NEGATIVE) + " | " + " | ".join(
+            cell(r, f"{k}_discrimination_ap") for k in NEGATIVE)
         lines.append(
             f"| {name} | {r['ciou@0.5']:.3f} | {r['auc']:.3f} | {r['untrained_ciou@0.5']:.3f} | "
-            f"{r['swapped_audio_ciou@0.5']:.3f} | {r['samples_per_second']:.0f} | {r['peak_memory_mb']:.0f} | {r['seconds']:.0f} |"
+            f"{r['swapped_audio_ciou@0.5']:.3f} | {negative} | {r['samples_per_second']:.0f} | {r['peak_memory_mb']:.0f} | {r['seconds']:.0f} |"
         )
     return "\n".join(lines)
 

@@ -125,6 +125,8 @@ class SSLBenchCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         # Always present, configured under ``evaluator:``: every method is scored the same way.
         parser.add_lightning_class_args(LocalizationEvaluator, "evaluator")
+        # the evaluator names the negative-audio passes; the data module serves them
+        parser.link_arguments("evaluator.negative_audio", "data.negative_audio")
 
     def _prepare_subcommand_parser(self, klass, subcommand: str, **kwargs):
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)

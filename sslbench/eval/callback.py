@@ -18,7 +18,7 @@ from datamodules.base import ids_hash
 from datamodules.batch import AVBatch, collate
 from datamodules.transforms import denormalize
 from sslbench.eval.floors import FLOORS, floor_maps
-from sslbench.eval.functional import success_curve
+from sslbench.eval.functional import average_precision, success_curve
 from sslbench.eval.metrics import LocalizationMetrics, MultiSourceMetrics, SegmentationMetrics
 from sslbench.eval.protocols import MultiProtocolName, Protocol, SegmentationProtocolName, SingleProtocolName, get_protocol
 
@@ -58,6 +58,11 @@ def run_dir(trainer: L.Trainer) -> Path:
         if getattr(logger, "log_dir", None):
             return Path(logger.log_dir)
     return Path(trainer.default_root_dir)
+
+
+def file_name(name: str) -> str:
+    """A set's name as part of a file name (``synthetic/negative/noise`` -> ``synthetic__negative__noise``)."""
+    return name.replace("/", "__")
 
 
 def non_finite_ids(dataset, result: dict[str, Any]) -> list[str]:
@@ -111,6 +116,10 @@ class LocalizationEvaluator(Callback):
         results_dir: where per-sample files go (default: ``<run dir>/results``).
         experiment: the experiment's name in result files, reports and W&B groups (the CLI sets it
             from the ``--config`` files when left unset).
+        negative_audio: score every single-source test set again with ``silence``, ``noise`` and / or
+            ``offscreen`` audio (another sample's, of another class when known): cIoU@0.5 and AUC
+            under each, and ``discrimination_ap``, the AP of telling true from negative audio by the
+            map's confidence (SLAVC's rule), as ``test/<dataset>/negative/<kind>/<metric>``.
     """
 
     def __init__(
@@ -122,8 +131,10 @@ class LocalizationEvaluator(Callback):
         num_visualized: int = 8,
         results_dir: str | None = None,
         experiment: str | None = None,
+        negative_audio: list[Literal["silence", "noise", "offscreen"]] | None = None,
     ):
         self.experiment = experiment
+        self.negative_audio = list(negative_audio or [])  # the data module adds the passes (the CLI links the two)
         named = {"single": protocol, "extended": protocol, "multi": multi_source_protocol, "segmentation": segmentation_protocol}
         self.forced = {kind: get_protocol(name) for kind, name in named.items() if name is not None}
         for kind, chosen in self.forced.items():
@@ -201,7 +212,7 @@ class LocalizationEvaluator(Callback):
         low, high = score_range
         return (maps - low) / (high - low)
 
-    def _feed(self, metric, kind: str, maps, batch: AVBatch, one_source: bool = False) -> None:
+    def _feed(self, metric, kind: str, maps, batch: AVBatch, one_source: bool = False, absolute=None) -> None:
         if kind == "multi":  # sources counted from the boxes, unless a single-source set is scored as a mixture of one
             known = not one_source and len(batch.boxes) == len(batch) and all(len(b) for b in batch.boxes)
             sources = torch.tensor([len(b) for b in batch.boxes]) if known else None
@@ -209,7 +220,7 @@ class LocalizationEvaluator(Callback):
         elif kind == "segmentation":
             metric.update(maps, batch.gt_map, batch.index, batch.group)
         else:
-            metric.update(maps, batch.gt_map, batch.index, batch.n_boxes)
+            metric.update(maps, batch.gt_map, batch.index, batch.n_boxes, absolute_maps=absolute)
 
     def _update(self, trainer, stage: str, pl_module, outputs, batch: AVBatch | None, dataloader_idx: int) -> None:
         if not outputs or not isinstance(batch, AVBatch) or (batch.gt_map is None and batch.gt_frames is None):
@@ -221,7 +232,11 @@ class LocalizationEvaluator(Callback):
         maps = outputs["object_maps"] if kind == "multi" else outputs["maps"]
         if protocol.fixed_range:
             maps = self._fixed_range(pl_module, maps, protocol)
-        self._feed(self._metric(stage, dataloader_idx, "method", protocol, pl_module.device), kind, maps, batch, one_source)
+        absolute = None  # maps on one scale for every sample: their confidence tells true from negative audio
+        if kind in ("single", "extended"):
+            fixed = protocol.fixed_range or getattr(pl_module, "score_range", None) is None
+            absolute = maps if fixed else self._fixed_range(pl_module, maps, protocol)
+        self._feed(self._metric(stage, dataloader_idx, "method", protocol, pl_module.device), kind, maps, batch, one_source, absolute)
         if stage != "test":
             return
         frames = batch.gt_frames.shape[1] if kind == "multi" else 1
@@ -251,7 +266,7 @@ class LocalizationEvaluator(Callback):
 
     def _headline(self, protocol: Protocol, result: dict[str, Any]) -> list[str]:
         names = list(HEADLINE[protocol.family])
-        return names + [n for n in EXTENDED if n in result]
+        return names + [n for n in (*EXTENDED, "discrimination_ap") if n in result]
 
     # -- epoch ends ---------------------------------------------------------------------------
 
@@ -272,15 +287,17 @@ class LocalizationEvaluator(Callback):
             data.write_manifests("test", announce=False)
 
     def on_test_epoch_end(self, trainer, pl_module) -> None:
-        for idx, by_source in self._finish("test").items():
+        finished = self._finish("test")
+        self._negative_audio_ap(trainer, finished)
+        for idx, by_source in finished.items():
             dataset = _dataset(trainer, "test", idx)
             name = getattr(dataset, "name", f"test{idx}")
             kind, protocol = self.kinds[("test", idx)], self.chosen[("test", idx)]
             metrics = self._headline(protocol, by_source["method"])
             for source, result in by_source.items():
                 prefix = f"test/{name}" if source == "method" else f"test/{name}/{source}"
-                for metric in metrics:
-                    pl_module.log(f"{prefix}/{metric}", result[metric].float(), add_dataloader_idx=False)
+                for metric in (m for m in metrics if m in result):  # floors have no discrimination AP
+                    pl_module.log(f"{prefix}/{metric}", torch.as_tensor(result[metric]).float(), add_dataloader_idx=False)
             warn_non_finite(f"test/{name}", dataset, by_source["method"])
             summary = self._summary(name, kind, protocol, dataset, by_source, metrics)
             summary["run"] = self._run_record(trainer, pl_module)
@@ -293,6 +310,23 @@ class LocalizationEvaluator(Callback):
                 self._log_wandb(trainer, name, summary)
                 self._plot_success(trainer, name, protocol, by_source)
                 self._draw(trainer, pl_module, name, dataset, by_source["method"])
+
+    def _negative_audio_ap(self, trainer, finished: dict[int, dict[str, dict[str, Any]]]) -> None:
+        """For each negative-audio pass, the AP of telling each sample's true audio (positive) from
+        its negative audio by the map's confidence (SLAVC's top-quarter mean of the fixed-range
+        scores), ``discrimination_ap``, added to that pass's results."""
+        names = {getattr(_dataset(trainer, "test", idx), "name", None): idx for idx in finished}
+        for idx, by_source in finished.items():
+            base = getattr(_dataset(trainer, "test", idx), "base_name", None)
+            if base is None or names.get(base) not in finished:
+                continue
+            true, negative = finished[names[base]]["method"], by_source["method"]
+            if "absolute_conf" not in true.get("per_sample", {}):
+                continue
+            scores = torch.cat([true["per_sample"]["absolute_conf"], negative["per_sample"]["absolute_conf"]]).double()
+            labels = torch.cat([torch.ones(len(true["per_sample"]["index"])), torch.zeros(len(negative["per_sample"]["index"]))])
+            scores = torch.nan_to_num(scores, nan=float("-inf"))
+            negative["discrimination_ap"] = average_precision(labels[None], scores[None])[0]
 
     # -- records and pictures (rank 0) ----------------------------------------------------------
 
@@ -311,7 +345,7 @@ class LocalizationEvaluator(Callback):
             "dataset_size": len(dataset) if dataset is not None else None,
             "sample_ids_hash": ids_hash(used),
             **{k: float(result[k]) for k in metrics},
-            "floors": {s: {k: float(r[k]) for k in metrics} for s, r in by_source.items() if s != "method"},
+            "floors": {s: {k: float(r[k]) for k in metrics if k in r} for s, r in by_source.items() if s != "method"},
             "non_finite": {"count": len(non_finite_ids(dataset, result)), "sample_ids": non_finite_ids(dataset, result)},
         }
         if "table" in result:
@@ -340,7 +374,7 @@ class LocalizationEvaluator(Callback):
         try:
             record = {k: summary[k] for k in ("protocol", "n", "sample_list", "sample_ids_hash", "dataset_size")}
             logger.experiment.config.update({f"test/{name}": record}, allow_val_change=True)
-            with open(self._out_dir(trainer) / f"test_{name}.csv") as f:
+            with open(self._out_dir(trainer) / f"test_{file_name(name)}.csv") as f:
                 rows = list(csv.reader(f))
             logger.log_table(key=f"test/{name}/per_sample", columns=rows[0], data=rows[1:])
         except Exception as err:  # logging extras must never break a run
@@ -351,6 +385,7 @@ class LocalizationEvaluator(Callback):
 
     def _write(self, trainer, name: str, dataset, result: dict[str, Any], summary: dict[str, Any]) -> None:
         out = self._out_dir(trainer)
+        name = file_name(name)
         out.mkdir(parents=True, exist_ok=True)
         columns: dict[str, list] = {}
         for key, values in result["per_sample"].items():
@@ -366,10 +401,10 @@ class LocalizationEvaluator(Callback):
                 values = [repr(v) if isinstance(v, float) else v for c, col in columns.items() if c != "index" for v in [col[row]]]
                 writer.writerow([index, ids[index] if ids else "", *values])
         (out / f"test_{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
-        metrics = [k for k in (*HEADLINE[get_protocol(summary["protocol"]).family], *EXTENDED) if k in summary]
+        metrics = [k for k in (*HEADLINE[get_protocol(summary["protocol"]).family], *EXTENDED, "discrimination_ap") if k in summary]
         lines = [f"test/{name} ({summary['kind']}, protocol {summary['protocol']}, n={summary['n']}, list {summary['sample_list']}):"]
         for source, values in [("method", summary), *summary["floors"].items()]:
-            lines.append(f"  {source:<12}" + "  ".join(f"{k}={values[k]:.4f}" for k in metrics))
+            lines.append(f"  {source:<12}" + "  ".join(f"{k}={values[k]:.4f}" for k in metrics if k in values))
         rank_zero_info("\n".join(lines) + f"\n  -> {out / f'test_{name}.csv'}")
 
     def _plot_success(self, trainer, name: str, protocol: Protocol, by_source: dict[str, dict[str, Any]]) -> None:
@@ -388,7 +423,7 @@ class LocalizationEvaluator(Callback):
                 return result["per_sample"]["ciou"][result["per_sample"]["n_boxes"] != 0]
 
             curves = {source: success_curve(cious(result)) for source, result in by_source.items()}
-            path = success_plot(curves, self._out_dir(trainer) / f"success_{name}.png", f"{name} ({protocol.name})")
+            path = success_plot(curves, self._out_dir(trainer) / f"success_{file_name(name)}.png", f"{name} ({protocol.name})")
             if hasattr(trainer.logger, "log_image"):
                 trainer.logger.log_image(key=f"test/{name}/success", images=[str(path)])
         except Exception as err:  # pictures must never break a run
@@ -417,7 +452,7 @@ class LocalizationEvaluator(Callback):
             scores = dict(zip(index, values))
             titles = [f"{sid}  {score_name} {scores.get(i, float('nan')):.2f}" for sid, i in zip(batch.sample_id, batch.index.tolist())]
             rows = [(label, [position[i] for i in members if i in position]) for label, members in groups]
-            path = overlay_grid(denormalize(batch.image), maps, batch.boxes, self._out_dir(trainer) / f"heatmaps_{name}.png",
+            path = overlay_grid(denormalize(batch.image), maps, batch.boxes, self._out_dir(trainer) / f"heatmaps_{file_name(name)}.png",
                                 titles, gt_maps=batch.gt_map, rows=rows)
             if hasattr(trainer.logger, "log_image"):
                 trainer.logger.log_image(key=f"test/{name}/heatmaps", images=[str(path)])

@@ -74,7 +74,7 @@ class LocalizationMetrics(_PerSample):
     maps, fixed-range scores for the ``fixed`` rule, or boolean predictions.
     """
 
-    _states = ("ciou", "threshold", "n_pred_pixels", "conf", "n_boxes", "area", "non_finite")
+    _states = ("ciou", "threshold", "n_pred_pixels", "conf", "absolute_conf", "n_boxes", "area", "non_finite")
 
     def __init__(self, rule: str = "ezvsl", iou_thresholds: tuple[float, ...] = (0.5, 0.75), **kwargs):
         super().__init__(**kwargs)
@@ -82,7 +82,10 @@ class LocalizationMetrics(_PerSample):
             raise ValueError(f"unknown threshold rule {rule!r}; choose one of {RULES}")
         self.rule, self.iou_thresholds = rule, iou_thresholds
 
-    def update(self, maps: Tensor, gt_maps: Tensor, index: Tensor, n_boxes: Tensor | None = None) -> None:
+    def update(self, maps: Tensor, gt_maps: Tensor, index: Tensor, n_boxes: Tensor | None = None,
+               absolute_maps: Tensor | None = None) -> None:
+        """``absolute_maps``: the maps on a scale shared by every sample (the method's fixed range),
+        whose SLAVC confidence tells true audio from negative audio; default: ``conf``."""
         with torch.autocast(maps.device.type, enabled=False):
             maps = maps if maps.dtype == torch.bool else maps.float()
             scores = localization_scores(maps, gt_maps.float(), self.rule)
@@ -91,10 +94,13 @@ class LocalizationMetrics(_PerSample):
             else:
                 conf = slavc_confidence(maps if self.rule == "fixed" else min_max(maps))
             conf = conf.masked_fill(scores["non_finite"], float("-inf"))  # a diverged map is never a confident detection
+            absolute = conf if absolute_maps is None else slavc_confidence(absolute_maps.float())
+            absolute = absolute.masked_fill(scores["non_finite"], float("-inf"))
         no_boxes = torch.full_like(index, -1) if n_boxes is None else n_boxes.long()
         self._append(
             index=index.long(), ciou=scores["ciou"], threshold=scores["threshold"].float(),
-            n_pred_pixels=scores["n_pred_pixels"].long(), conf=conf, n_boxes=no_boxes, area=gt_maps.float().sum((1, 2)).double(),
+            n_pred_pixels=scores["n_pred_pixels"].long(), conf=conf, absolute_conf=absolute, n_boxes=no_boxes,
+            area=gt_maps.float().sum((1, 2)).double(),
             non_finite=scores["non_finite"],
         )
 

@@ -2,6 +2,7 @@
 
 from sslbench.methods.base import LocalizationMethod
 from sslbench.methods.ezvsl import EZVSL
+from sslbench.methods.fnac import FNAC
 from sslbench.methods.icl import ICL
 from sslbench.methods.ioi import IOI
 from sslbench.methods.lvs import LVS
@@ -10,4 +11,4 @@ from sslbench.methods.slavc import SLAVC
 from sslbench.methods.ssl_align import SSLAlign
 from sslbench.methods.sspl import SSPL
 
-__all__ = ["EZVSL", "ICL", "IOI", "LVS", "SLAVC", "SSLAlign", "SSPL", "LocalizationMethod", "ObjectGuidance"]
+__all__ = ["EZVSL", "FNAC", "ICL", "IOI", "LVS", "SLAVC", "SSLAlign", "SSPL", "LocalizationMethod", "ObjectGuidance"]
