@@ -50,17 +50,14 @@ def _in_role(dataset: AVDataset, role: str) -> AVDataset:
     return dataset
 
 
-class SwappedAudio(Dataset):
-    """Each image with the audio of another sample, of another class when classes are known.
+class OtherAudio(Dataset):
+    """A test or training set whose images are heard with other audio: the wrapped set's name with
+    ``suffix``, its samples, ground truth and everything else (class ids, shifted windows, ...)."""
 
-    Scores on it show whether a model listens: a model that ignores the audio keeps its score.
-    The partner of ``i`` is the first index from ``i + n // 2`` on (cyclically) whose class differs.
-    """
-
-    def __init__(self, dataset: AVDataset):
+    def __init__(self, dataset: AVDataset, suffix: str, note: str):
         self.dataset = dataset
-        self.name = f"{dataset.name}_swapped_audio"
-        self.list_name = f"{dataset.list_name} (audio swapped)"
+        self.name = f"{dataset.name}{suffix}"
+        self.list_name = f"{dataset.list_name} ({note})"
         self.evaluation = dataset.evaluation
         self.has_ground_truth = dataset.has_ground_truth
         self.sample_ids = dataset.sample_ids
@@ -69,9 +66,20 @@ class SwappedAudio(Dataset):
         return len(self.dataset)
 
     def __getattr__(self, name: str):  # class_id, shifted_waveform, ... of the wrapped set
-        if name == "dataset":
+        if name in ("dataset", "swapped"):
             raise AttributeError(name)
         return getattr(self.dataset, name)
+
+
+class SwappedAudio(OtherAudio):
+    """Each image with the audio of another sample, of another class when classes are known.
+
+    Scores on it show whether a model listens: a model that ignores the audio keeps its score.
+    The partner of ``i`` is the first index from ``i + n // 2`` on (cyclically) whose class differs.
+    """
+
+    def __init__(self, dataset: AVDataset):
+        super().__init__(dataset, "_swapped_audio", "audio swapped")
 
     def partner(self, index: int) -> int:
         n = len(self.dataset)
@@ -94,7 +102,7 @@ class SwappedAudio(Dataset):
 NEGATIVE_AUDIO = ("silence", "noise", "offscreen")
 
 
-class NegativeAudio(Dataset):
+class NegativeAudio(OtherAudio):
     """Each image with audio that does not belong to it (the negative-audio evaluation of Juanola
     et al., ICASSP 2025): ``silence`` (zeros), ``noise`` (white noise at the clip's own RMS, seeded
     by the sample) or ``offscreen`` (another sample's clip, of another class when classes are known:
@@ -104,22 +112,9 @@ class NegativeAudio(Dataset):
     def __init__(self, dataset: AVDataset, kind: str):
         if kind not in NEGATIVE_AUDIO:
             raise ValueError(f"unknown negative audio {kind!r}; choose from {NEGATIVE_AUDIO}")
-        self.dataset, self.kind = dataset, kind
+        super().__init__(dataset, f"/negative/{kind}", f"negative audio: {kind}")
+        self.kind, self.base_name = kind, dataset.name
         self.swapped = SwappedAudio(dataset) if kind == "offscreen" else None
-        self.base_name = dataset.name
-        self.name = f"{dataset.name}/negative/{kind}"
-        self.list_name = f"{dataset.list_name} (negative audio: {kind})"
-        self.evaluation = dataset.evaluation
-        self.has_ground_truth = dataset.has_ground_truth
-        self.sample_ids = dataset.sample_ids
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getattr__(self, name: str):
-        if name in ("dataset", "swapped"):
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
 
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         if self.swapped is not None:
