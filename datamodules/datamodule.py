@@ -160,7 +160,8 @@ class AudioVisualDataModule(L.LightningDataModule):
             its audio otherwise (LVS: ``lvs_test``, the first 10 s); default: ``audio_preset``.
         image_size: side of the square frames fed to the model.
         train_transform: training frames, ``ezvsl`` (Resize(1.1 x) + RandomCrop + HFlip), ``sspl``
-            (squashed to 256 x 256 first) or ``mssl`` (squashed to the image size + HFlip, ICL).
+            (squashed to 256 x 256 first), ``mssl`` (squashed to the image size + HFlip, ICL) or
+            ``moco_v2`` (SSL-TIE: RandomResizedCrop, colour jitter, grey, blur, HFlip).
         test_transform: evaluation frames, ``resize`` (EZ-VSL, the default) or ``resize_center_crop``
             (LVS's test loader).
         eval_size: side of the ground-truth maps the evaluation is computed at (224 in every paper).
@@ -194,7 +195,7 @@ class AudioVisualDataModule(L.LightningDataModule):
         audio_preset: PresetName = "ezvsl",
         test_audio_preset: PresetName | None = None,
         image_size: int = 224,
-        train_transform: Literal["ezvsl", "sspl", "mssl"] = "ezvsl",
+        train_transform: Literal["ezvsl", "sspl", "mssl", "moco_v2"] = "ezvsl",
         test_transform: Literal["resize", "resize_center_crop"] = "resize",
         eval_size: int = 224,
         batch_size: int = 128,

@@ -14,9 +14,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 #: training-frame pipelines of the reference loaders, by name (``data.train_transform``)
-TRAIN_TRANSFORMS = ("ezvsl", "sspl", "mssl")
+TRAIN_TRANSFORMS = ("ezvsl", "sspl", "mssl", "moco_v2")
 #: test-frame pipelines (``data.test_transform``)
 TEST_TRANSFORMS = ("resize", "resize_center_crop")
+#: taps of the MoCo v2 blur: +-3 sigma at its largest sigma (2)
+MOCO_BLUR_TAPS = 13
 
 
 def image_transform(size: int, train: bool, train_form: str = "ezvsl", test_form: str = "resize") -> v2.Compose:
@@ -28,7 +30,11 @@ def image_transform(size: int, train: bool, train_form: str = "ezvsl", test_form
     - ``sspl`` (SSPL: frames stored squashed to 256 x 256 with cv2 INTER_CUBIC, then the same
       Resize(246) -> RandomCrop(224) -> HFlip): the squash to round(size * 8 / 7) square first;
     - ``mssl`` (MSSL ``prepare_data/data.py`` + ``dataloader.py``, ICL's base): cv2.resize to
-      (size, size), INTER_LINEAR, then HFlip; no crop.
+      (size, size), INTER_LINEAR, then HFlip; no crop;
+    - ``moco_v2`` (SSL-TIE ``datasets/dataloader.py``, ``--img_aug moco_v2`` in its scripts):
+      RandomResizedCrop(size, scale (0.3, 1)), ColorJitter(0.4, 0.4, 0.4, 0.1) with p 0.8,
+      RandomGrayscale(0.2), Gaussian blur (sigma in [0.1, 2]) with p 0.5, HFlip. The reference blurs
+      with PIL's ``GaussianBlur(radius=sigma)``; here a 13-tap Gaussian (3 sigma at the largest sigma).
     Test (``test_form``): ``resize`` (EZ-VSL: Resize((size, size)), bicubic, no crop, so normalised
     boxes stay aligned) or ``resize_center_crop`` (LVS ``dataloader.py``: Resize(size) of the short
     side, bicubic, then CenterCrop(size)).
@@ -38,7 +44,15 @@ def image_transform(size: int, train: bool, train_form: str = "ezvsl", test_form
     if test_form not in TEST_TRANSFORMS:
         raise ValueError(f"unknown test_transform {test_form!r}; choose one of {TEST_TRANSFORMS}")
     bicubic, bilinear = v2.InterpolationMode.BICUBIC, v2.InterpolationMode.BILINEAR
-    if train and train_form == "mssl":
+    if train and train_form == "moco_v2":
+        geometry = [
+            v2.RandomResizedCrop(size, scale=(0.3, 1.0), interpolation=bilinear),
+            v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+            v2.RandomGrayscale(p=0.2),
+            v2.RandomApply([v2.GaussianBlur(MOCO_BLUR_TAPS, sigma=(0.1, 2.0))], p=0.5),
+            v2.RandomHorizontalFlip(),
+        ]
+    elif train and train_form == "mssl":
         geometry = [v2.Resize((size, size), interpolation=bilinear, antialias=False), v2.RandomHorizontalFlip()]
     elif train:
         squash = [v2.Resize((round(size * 8 / 7),) * 2, interpolation=bicubic, antialias=False)] if train_form == "sspl" else []
@@ -104,4 +118,6 @@ def decode_side(size: int, train: bool, train_form: str = "ezvsl", test_form: st
         return train_resize(size)
     if train and train_form == "sspl":
         return round(size * 8 / 7)
+    if train and train_form == "moco_v2":  # the smallest crop (30% of the area) still fills `size` pixels
+        return math.ceil(size / math.sqrt(0.3))
     return size

@@ -21,7 +21,8 @@ class AudioPreset:
     ``window_seconds`` of audio at ``sample_rate`` are cut around the clip centre (``"centre"``) or
     from its start (``"start"``), tiled when the file is shorter. ``frontend`` says what the network
     sees: ``"spectrogram"`` (scipy's, log, / scale), ``"vggish"`` (VGGish log-mel examples) or
-    ``"logmel"`` (librosa's mel spectrogram, log; ``pad_mode`` pads its centred frames).
+    ``"logmel"`` (librosa's mel spectrogram, log; ``pad_mode`` pads its centred frames) or
+    ``"mel_db"`` (torchaudio's mel spectrogram in decibels, frequency x time).
     """
 
     name: str
@@ -52,13 +53,15 @@ class AudioPreset:
             return vggish_examples(self.num_samples), VGGISH_EXAMPLE, self.n_mels
         if self.frontend == "logmel":  # centred frames (librosa's default), time x mel
             return 1, 1 + self.num_samples // self.hop, self.n_mels
+        if self.frontend == "mel_db":  # centred frames, mel x time
+            return 1, self.n_mels, 1 + self.num_samples // self.hop
         return 1, self.n_fft // 2 + 1, 1 + (self.num_samples - self.n_fft) // self.hop
 
     @property
     def time_axis(self) -> int:
         """The axis of the network input that runs over time: scipy spectrograms are frequency x
         time, the log-mel front-ends time x mel."""
-        return -1 if self.frontend == "spectrogram" else -2
+        return -2 if self.frontend in ("vggish", "logmel") else -1
 
 
 #: MSSL's log floor, ``np.spacing(1)`` (the float64 machine epsilon)
@@ -81,6 +84,11 @@ PRESETS: dict[str, AudioPreset] = {
         # log(S + np.spacing(1)); np.spacing(1) = 2.220446049250313e-16
         AudioPreset("mssl", 22050, 5.0, n_fft=882, noverlap=882 - 441, log_floor=MSSL_LOG_FLOOR, scale=1.0, frontend="logmel",
                     paper="ICL / MSSL: 22.05 kHz, 5 s, librosa 0.7 mel (n_fft 882, hop 441, 64 mels, reflect), log, 251 x 64"),
+        # SSL-TIE datasets/dataloader.py: the first 10 s (tiled when short), torchaudio
+        # MelSpectrogram(n_fft=512, hop_length=239, n_mels=257, normalized=True), AmplitudeToDB()
+        AudioPreset("ssltie", 16000, 10.0, "start", n_fft=512, noverlap=512 - 239, log_floor=1e-10, scale=1.0,
+                    frontend="mel_db", n_mels=257,
+                    paper="SSL-TIE: first 10 s, torchaudio mel (n_fft 512, hop 239, 257 mels, normalized) in dB, 257 x 670"),
         AudioPreset("quick_mssl", 16000, 1.0, n_fft=640, noverlap=320, log_floor=MSSL_LOG_FLOOR, scale=1.0, frontend="logmel",
                     paper="not a paper's: the MSSL log-mel on 1 s at 16 kHz (40 ms / 20 ms, 51 x 64) for CPU demos"),
     )
@@ -221,7 +229,35 @@ class LogMel(nn.Module):
         return spec.transpose(1, 2).unsqueeze(1).contiguous()
 
 
-FRONTENDS = {"spectrogram": LogSpectrogram, "vggish": VGGishLogMel, "logmel": LogMel}
+class MelDecibels(nn.Module):
+    """SSL-TIE's input: ``torchaudio.transforms.MelSpectrogram`` with its defaults (centred frames,
+    reflect padding, periodic Hann, power 2, HTK mel scale, no filter normalisation) and
+    ``normalized=True`` (the STFT divided by the window's L2 norm), then ``AmplitudeToDB()``:
+    10 log10(max(S, 1e-10)), no top_db. 257 mels from 257 frequency bins leave some filters empty,
+    as in the reference. (B, T) -> (B, 1, mels, frames)."""
+
+    def __init__(self, preset: AudioPreset):
+        super().__init__()
+        import warnings
+
+        import torchaudio
+
+        self.preset = preset
+        with warnings.catch_warnings():  # "At least one mel filterbank has all zero values": the reference's too
+            warnings.simplefilter("ignore", UserWarning)
+            self.mel = torchaudio.transforms.MelSpectrogram(
+                sample_rate=preset.sample_rate, n_fft=preset.n_fft, hop_length=preset.hop, n_mels=preset.n_mels, normalized=True,
+            )
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        if waveform.dim() != 2:
+            raise ValueError(f"expected waveforms of shape (batch, samples), got {tuple(waveform.shape)}")
+        with torch.autocast(waveform.device.type, enabled=False):
+            spec = 10.0 * torch.log10(self.mel(waveform.float()).clamp(min=self.preset.log_floor))
+        return spec.unsqueeze(1).contiguous()
+
+
+FRONTENDS = {"spectrogram": LogSpectrogram, "vggish": VGGishLogMel, "logmel": LogMel, "mel_db": MelDecibels}
 
 
 def build_frontend(preset: str | AudioPreset) -> nn.Module:

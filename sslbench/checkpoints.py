@@ -72,7 +72,11 @@ def _pcm_step_bn(path: str, per_step: int, flip: bool) -> Callable[[re.Match], s
 
 LAYOUTS: dict[str, ReferenceLayout] = {
     "lvs": ReferenceLayout(  # hche11/Localizing-Visual-Sounds-the-Hard-Way test.py
-        "lvs", "LVS", ("model_state_dict",), _LVS_TRUNKS, _LVS_UNUSED,
+        "lvs", ("LVS", "SSLTIE"), ("model_state_dict",), _LVS_TRUNKS, _LVS_UNUSED,
+    ),
+    "ssltie": ReferenceLayout(  # jinxiang-liu/SSL-TIE main.py: {"state_dict": AVENet's, "epoch", ...}
+        "ssltie", ("SSLTIE", "LVS"), ("state_dict",), _LVS_TRUNKS,
+        (*_LVS_UNUSED, r"^(vision_fc1|conv3|norm3)\."),  # built in AVENet.__init__, never in its loss or map
     ),
     "ssl_align": ReferenceLayout(  # kaistmm/ssl_kccv Alignment/train.py (AlignmentNet)
         "ssl_align", "SSLAlign", ("model_state_dict",),
@@ -182,14 +186,14 @@ def detect_layout(path: str | Path) -> str | None:
     if "state_dict" in checkpoint and "pytorch-lightning_version" in checkpoint:
         lightning_keys = checkpoint["state_dict"]
         return "noprior" if any(k.startswith("model.imgnet.") for k in lightning_keys) else None
-    state = _strip_wrappers(_container(checkpoint, ("model", "model_state_dict")))
+    state = _strip_wrappers(_container(checkpoint, ("model", "model_state_dict", "state_dict")))
     keys = set(state)
     if any(k.startswith(("momentum_imgnet.", "img_proj1.")) for k in keys):
         return "slavc"
     if "img_proj.weight" in keys:
         return "ezvsl" if state["img_proj.weight"].dim() == 4 else "ssl_align"
     if "audnet.conv1_a.weight" in keys:
-        return "lvs"
+        return "ssltie" if "state_dict" in checkpoint and "vision_fc1.weight" in keys else "lvs"
     if "imgnet.conv1.weight" in keys and "audnet.conv1.weight" in keys:
         return "noprior"
     raise ReferenceCheckpointError(

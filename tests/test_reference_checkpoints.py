@@ -17,7 +17,7 @@ from torch import nn
 
 from sslbench import cli
 from sslbench.checkpoints import ReferenceCheckpointError, detect_layout, load_reference_checkpoint
-from sslbench.methods import EZVSL, FNAC, IOI, LVS, SLAVC, SSPL, SSLAlign
+from sslbench.methods import EZVSL, FNAC, IOI, LVS, SLAVC, SSLTIE, SSPL, SSLAlign
 
 
 def randomize_statistics(module: nn.Module, seed: int = 0) -> nn.Module:
@@ -86,21 +86,25 @@ def test_ezvsl_checkpoint(tmp_path, inputs, method):
 
 
 @torch.no_grad()
-@pytest.mark.parametrize("method", ["lvs", "ssl_align"])
+@pytest.mark.parametrize("method", ["lvs", "ssl_align", "ssltie"])
 def test_lvs_style_checkpoints(tmp_path, inputs, method):
+    """LVS's ``model_state_dict``; SSL-Align's AlignmentNet and SSL-TIE's AVENet (``main.py`` saves
+    ``{"state_dict": ...}``) carry fusion layers (vision_fc1, conv3, norm3) their maps never use."""
     image, audio = inputs
     ref = nn.Module()
     ref.imgnet, ref.audnet = torchvision_trunk(False, True), torchvision_trunk(True, True)
-    if method == "ssl_align":  # AlignmentNet: projections plus fusion layers its forward never uses
+    if method == "ssl_align":
         ref.img_proj, ref.aud_proj = nn.Linear(512, 512), nn.Linear(512, 512)
+    if method != "lvs":
         ref.vision_fc1, ref.conv3, ref.norm3 = nn.Conv2d(1024, 512, 1), nn.Conv2d(1, 1, 1), nn.BatchNorm2d(1)
-    save_state(tmp_path / "model.pth.tar", ref.state_dict(), "model_state_dict", ddp=method == "lvs")
+    container = "state_dict" if method == "ssltie" else "model_state_dict"
+    save_state(tmp_path / "model.pth.tar", ref.state_dict(), container, ddp=method == "lvs")
     img = F.normalize(trunk_map(ref.imgnet, image), dim=1)
     aud = F.normalize(trunk_map(ref.audnet, audio, first="conv1_a").amax((-2, -1)), dim=1)
     expected = torch.einsum("nchw,nc->nhw", img, aud)
 
     assert detect_layout(tmp_path / "model.pth.tar") == method
-    model = LVS() if method == "lvs" else SSLAlign()
+    model = {"lvs": LVS, "ssl_align": SSLAlign, "ssltie": SSLTIE}[method]()
     assert "ignored" in load_reference_checkpoint(model, tmp_path / "model.pth.tar")
     torch.testing.assert_close(model.eval()(image, audio), expected, rtol=1e-4, atol=1e-4)
     if method == "ssl_align":

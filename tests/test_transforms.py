@@ -83,3 +83,17 @@ def test_a_large_jpeg_is_decoded_at_a_reduced_scale(tmp_path):
     assert load_rgb(tmp_path / "big.jpg", min_side=400).size == (1280, 720)
     assert load_rgb(tmp_path / "big.png", min_side=90).size == (1280, 720)
     assert load_rgb(tmp_path / "big.jpg").size == (1280, 720)
+
+
+def test_moco_v2_frames_crop_recolour_and_blur():
+    """SSL-TIE's ``moco_v2``: RandomResizedCrop of 30-100% of the area (a crop can miss the red quarter
+    or be mostly red), then colour jitter, greyscale and blur; always the requested size. Its
+    smallest crop needs a frame decoded at size / sqrt(0.3)."""
+    from datamodules.transforms import decode_side
+
+    torch.manual_seed(0)
+    frames = [image_transform(32, True, "moco_v2")(wide_frame()) for _ in range(60)]
+    assert all(f.shape == (3, 32, 32) for f in frames)
+    fractions = [red_fraction(f) for f in frames]
+    assert min(fractions) < 0.05 and max(fractions) > 0.4
+    assert decode_side(224, True, "moco_v2") == 409

@@ -9,6 +9,7 @@ from sslbench.methods.lvs import LVS
 from sslbench.methods.ogl import ObjectGuidance
 from sslbench.methods.slavc import SLAVC
 from sslbench.methods.ssl_align import SSLAlign
+from sslbench.methods.ssl_tie import SSLTIE
 from sslbench.methods.sspl import SSPL
 
-__all__ = ["EZVSL", "FNAC", "ICL", "IOI", "LVS", "SLAVC", "SSLAlign", "SSPL", "LocalizationMethod", "ObjectGuidance"]
+__all__ = ["EZVSL", "FNAC", "ICL", "IOI", "LVS", "SLAVC", "SSLAlign", "SSLTIE", "SSPL", "LocalizationMethod", "ObjectGuidance"]
