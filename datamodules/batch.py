@@ -26,6 +26,8 @@ class AVBatch:
         gt_frames: (B, K, S, S) binary gt of each of the K frames stacked vertically in ``image``
             (multi-source sets; K = 1 when one frame holds every source), else None.
         group: (B,) the video each frame belongs to (segmentation sets score per video), else None.
+        source_classes: (B, K) class of each sounding source of a mixture, in the order of its gt
+            frames (-1 unknown or padding), else None.
         views: extra training views a method asked for (``datamodules.views``): ``image_*`` (B, 3, H, W),
             ``waveform_*`` (B, T) and, after transfer, their ``audio_*`` network inputs.
         unreadable: id -> reason of the samples of this batch that could not be read (dropped).
@@ -42,6 +44,7 @@ class AVBatch:
     n_boxes: Tensor | None = None
     gt_frames: Tensor | None = None
     group: Tensor | None = None
+    source_classes: Tensor | None = None
     views: dict[str, Tensor] = field(default_factory=dict)
     unreadable: dict[str, str] = field(default_factory=dict)
 
@@ -82,6 +85,15 @@ def collate(samples: list[dict[str, Any] | None]) -> AVBatch | Unreadable:
         n_boxes=optional("n_boxes", torch.long),
         gt_frames=optional("gt_frames"),
         group=optional("group", torch.long),
+        source_classes=_source_classes(samples),
         views={k: torch.stack([s["views"][k] for s in samples]) for k in samples[0].get("views", {})},
         unreadable=bad,
     )
+
+
+def _source_classes(samples: list[dict[str, Any]]) -> Tensor | None:
+    """(B, K) source classes, shorter lists padded with -1; None when a sample has none."""
+    if not all("source_classes" in s for s in samples):
+        return None
+    width = max(len(s["source_classes"]) for s in samples)
+    return torch.tensor([list(s["source_classes"]) + [-1] * (width - len(s["source_classes"])) for s in samples], dtype=torch.long)

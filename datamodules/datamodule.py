@@ -142,6 +142,8 @@ def as_mixture_of_one(batch: AVBatch, module) -> None:
         and batch.gt_frames is None and batch.n_boxes is None and batch.group is None
     ):
         batch.gt_frames = (batch.gt_map > 0).float()[:, None]
+        if batch.source_classes is None:
+            batch.source_classes = batch.class_id[:, None]
 
 
 class AudioVisualDataModule(L.LightningDataModule):

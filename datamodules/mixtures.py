@@ -33,7 +33,7 @@ MIX_SOURCES = "mix_sources"
 def is_heard(view: str) -> bool:
     """Whether a view key carries audio: a mixture's sources, or a ``waveform_*`` clip."""
     return view == MIX_SOURCES or view.startswith("waveform_")
-AUDIO_MIXES = ("log_spectrogram", "waveform")
+AUDIO_MIXES = ("log_spectrogram", "waveform", "waveform_sum")
 
 
 class StackedMixture(AVDataset):
@@ -44,15 +44,15 @@ class StackedMixture(AVDataset):
         base: the single-source set to compose from (with ground truth for evaluation).
         sources: K, the frames (and sources) per mixture.
         name: logged name (default ``<base>_stacked<K>``).
-        audio_mix: ``log_spectrogram`` (NoPrior: the mean of the K log-spectrograms) or
-            ``waveform`` (the mean of the K waveforms).
+        audio_mix: ``log_spectrogram`` (NoPrior: the mean of the K log-spectrograms), ``waveform``
+            (the mean of the K waveforms) or ``waveform_sum`` (AVGN's mixtures: their sum, unclipped).
     """
 
     evaluation = "multi"
 
     def __init__(
         self, base: AVDataset, sources: int = 2, name: str | None = None,
-        audio_mix: Literal["log_spectrogram", "waveform"] = "log_spectrogram",
+        audio_mix: Literal["log_spectrogram", "waveform", "waveform_sum"] = "log_spectrogram",
     ):
         super().__init__()
         if sources < 1:
@@ -113,7 +113,7 @@ def stack_vertically(parts: list[dict], audio_mix: str) -> dict[str, Any]:
     waves = torch.stack([p["waveform"] for p in parts])
     sample = {
         "image": torch.cat([p["image"] for p in parts], dim=-2),
-        "waveform": waves.mean(0),
+        "waveform": waves.sum(0) if audio_mix == "waveform_sum" else waves.mean(0),
         "sample_id": "+".join(p["sample_id"] for p in parts),
         "class_id": parts[0]["class_id"],
         "boxes": torch.cat(boxes),

@@ -65,24 +65,34 @@ class MUSIC(FramesAudioFolder):
         return any("bbox_src1" in e for e in self._entries.values())
 
     @cached_property
-    def _list_classes(self) -> dict[str, str]:
+    def _list_classes(self) -> dict[str, list[str]]:
+        """id -> the classes a list names (``file,class[,class2]``: AVGN's ``music_*_train.txt``)."""
         if self.ids_file is None:
             return {}
         with open(self.ids_file, newline="") as f:
-            return {r[0].strip(): r[1].strip() for r in csv.reader(f) if len(r) >= 2}
+            return {r[0].strip(): [c.strip() for c in r[1:3] if c.strip()] for r in csv.reader(f) if len(r) >= 2}
 
-    def _class_name(self, sample_id: str) -> str | None:
+    def _class_names(self, sample_id: str) -> list[str]:
+        """The sample's sources' classes, first source first."""
         entry = self._entries.get(sample_id, {})
-        return entry.get("class") or entry.get("class_src1") or self._list_classes.get(sample_id)
+        if "class_src1" in entry:
+            return [entry["class_src1"], entry["class_src2"]]
+        if "class" in entry:
+            return [entry["class"]]
+        return self._list_classes.get(sample_id, [])
 
     @cached_property
     def _class_index(self) -> dict[str, int]:
-        names = {self._class_name(i) for i in self._ids} - {None}
+        """Sorted class names -> index, as AVGN's ``get_train_dataset`` numbers them."""
+        names = {name for i in self._ids for name in self._class_names(i)}
         return {c: k for k, c in enumerate(sorted(names))}
 
+    def source_classes(self, index: int) -> list[int]:
+        return [self._class_index[name] for name in self._class_names(self._ids[index])]
+
     def class_id(self, index: int) -> int:
-        name = self._class_name(self._ids[index])
-        return self._class_index.get(name, -1)
+        classes = self.source_classes(index)
+        return classes[0] if classes else -1
 
     def wanted_ids(self) -> list[str]:
         if self.ids_file is None and self._entries:
@@ -109,6 +119,10 @@ class MUSIC(FramesAudioFolder):
 
     def __getitem__(self, index: int):
         sample = super().__getitem__(index)
-        if sample is not None and self._duet and "gt_map" in sample:  # one frame holds both sources
+        if sample is None or "unreadable" in sample:
+            return sample
+        if self._duet and "gt_map" in sample:  # one frame holds both sources
             sample["gt_frames"] = (sample["gt_map"] > 0).float()[None]
+        if len(self.source_classes(index)) > 1:  # a duet's two instruments (AVGN's class_labels, class_labels_ss)
+            sample["source_classes"] = self.source_classes(index)
         return sample

@@ -87,6 +87,18 @@ LAYOUTS: dict[str, ReferenceLayout] = {
         "ezvsl", ("EZVSL", "FNAC"), ("model",),
         ((r"^imgnet\.", "visual_net."), (r"^img_proj\.", "visual_proj."), (r"^audnet\.", "audio_net."), (r"^aud_proj\.", "audio_proj.")),
     ),
+    "avgn": ReferenceLayout(  # stoneMo/AVGN train.py: {"model": DDP state dict, "optimizer", "epoch", ...}
+        "avgn", "AVGN", ("model",),
+        (
+            (r"^imgnet\.", "visual_net."), (r"^img_proj\.", "visual_proj."), (r"^audnet\.", "audio_net."),
+            (r"^aud_proj\.", "audio_proj."), (r"^av_token$", "class_tokens"), (r"^audio_encoder\.", "audio_grouping."),
+            (r"^visual_encoder\.", "visual_grouping."), (r"^fc_prob_a\.", "audio_presence."),
+            (r"^fc_prob_v\.", "visual_presence."), (r"^fc_cls\.", "token_classifier."),
+        ),
+        # ModalityTrans(use_han=True) builds a second grouping block for the audio; forward never gets the
+        # other modality it needs, so it is never used
+        (r"^audio_encoder\.han_encoder\.",),
+    ),
     "slavc": ReferenceLayout(  # stoneMo/SLAVC model.py (MoVSL)
         "slavc", "SLAVC", ("model",),
         tuple(
@@ -190,6 +202,8 @@ def detect_layout(path: str | Path) -> str | None:
     keys = set(state)
     if any(k.startswith(("momentum_imgnet.", "img_proj1.")) for k in keys):
         return "slavc"
+    if "av_token" in keys:
+        return "avgn"
     if "img_proj.weight" in keys:
         return "ezvsl" if state["img_proj.weight"].dim() == 4 else "ssl_align"
     if "audnet.conv1_a.weight" in keys:

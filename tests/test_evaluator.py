@@ -134,3 +134,15 @@ def test_heatmap_picture_is_written_with_its_rows(results):
     for name in ("synthetic", "synthetic_duet", "synthetic_extended", "synthetic_masks"):
         path = root / "results" / f"heatmaps_{name}.png"
         assert path.is_file() and Image.open(path).size[0] > 200, name
+
+
+def test_avgn_protocol_scores_frame_j_with_source_j_map_for_methods_that_order_their_maps():
+    """``validate_multi``: frame j against gt j, frame j's map being source j's (AVGN); a method
+    without ordered sources is scored with its first map, frame by frame."""
+    from sslbench.eval.multi_source import own_frames
+
+    maps = torch.arange(2 * 4 * 2, dtype=torch.float32).view(2, 4, 2)  # 2 sources over 2 stacked 2 x 2 frames
+    got = own_frames(maps, 2)
+    assert got.shape == (1, 4, 2)
+    assert torch.equal(got[0, :2], maps[0, :2]) and torch.equal(got[0, 2:], maps[1, 2:])
+    assert own_frames(maps[:1], 2) is not None and torch.equal(own_frames(maps[:1], 2), maps[:1])

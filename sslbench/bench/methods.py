@@ -41,6 +41,7 @@ METHODS: dict[str, list[str]] = {
     "EZ-VSL margin -0.2": ["--config", str(SYNTHETIC / "ezvsl_margin.yaml")],
     "FNAC": ["--config", str(SYNTHETIC / "fnac.yaml")],
     "SSL-TIE": ["--config", str(SYNTHETIC / "ssl_tie.yaml")],
+    "AVGN": ["--config", str(SYNTHETIC / "avgn.yaml")],
     "SSPL": ["--config", str(SYNTHETIC / "sspl.yaml")],
     "SSPL w/o PCM": ["--config", str(SYNTHETIC / "sspl.yaml"), "--model.use_pcm", "false"],
     "SSL-Align": ["--config", str(SYNTHETIC / "ssl_align.yaml")],

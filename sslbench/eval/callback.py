@@ -20,6 +20,7 @@ from datamodules.transforms import denormalize
 from sslbench.eval.floors import FLOORS, floor_maps
 from sslbench.eval.functional import average_precision, success_curve
 from sslbench.eval.metrics import LocalizationMetrics, MultiSourceMetrics, SegmentationMetrics
+from sslbench.eval.multi_source import own_frames
 from sslbench.eval.protocols import MultiProtocolName, Protocol, SegmentationProtocolName, SingleProtocolName, get_protocol
 
 #: what is logged, per protocol family (extended sets add AP, max-F1 and LocAcc)
@@ -230,6 +231,8 @@ class LocalizationEvaluator(Callback):
         self.kinds[(stage, dataloader_idx)] = kind
         one_source = getattr(_dataset(trainer, stage, dataloader_idx), "evaluation", "multi") != "multi"
         maps = outputs["object_maps"] if kind == "multi" else outputs["maps"]
+        if kind == "multi" and protocol.family == "avgn" and getattr(pl_module, "maps_follow_sources", False):
+            maps = [own_frames(m, batch.gt_frames.shape[1]) for m in maps]  # frame j against source j's map
         if protocol.fixed_range:
             maps = self._fixed_range(pl_module, maps, protocol)
         absolute = None  # maps on one scale for every sample: their confidence tells true from negative audio

@@ -80,6 +80,16 @@ def _split_frames(maps: Tensor, frames: int) -> Tensor:
     return maps.reshape(n, frames, height // frames, width)
 
 
+def own_frames(maps: Tensor, frames: int) -> Tensor:
+    """(K, K*H, W) maps of K sources over K stacked frames -> (1, K*H, W): frame j taken from
+    source j's map, the one map per frame AVGN's ``validate_multi`` scores. Any other count of
+    maps is returned as it is (its first map is scored, frame by frame)."""
+    if maps.shape[0] != frames:
+        return maps
+    split = _split_frames(maps, frames)
+    return torch.cat([split[j, j] for j in range(frames)], dim=0)[None]
+
+
 def _first_argmax(values: Tensor) -> int:
     """``np.argmax``: the first NaN if there is one, else the first maximum."""
     nan = torch.isnan(values)

@@ -79,9 +79,10 @@ PROTOCOLS: dict[str, Protocol] = {
                  reference="SLAVC test.py --relative_prediction: min-max of the fixed-range scores, median, >="),
         Protocol("ioi", "bicubic", family="ioi", test_lists="music_duet_test.csv (1020), vggsound_duet_test.csv (5158)",
                  reference="NoPrior test_step: cv2 INTER_CUBIC, greedy matching, CAP / PIAP / cIoU@0.3 / AUC"),
-        Protocol("avgn", "bicubic_align_corners", family="avgn", iou_thresholds=(0.3, 0.5, 0.75),
+        Protocol("avgn", "bicubic", family="avgn", iou_thresholds=(0.3, 0.5, 0.75),
                  test_lists="music_duet_test.csv (1020), vggsound_duet_test.csv (5158)",
-                 reference="AVGN validate_multi: frame j vs gt j, median >=, swapped-argument PIAP, strict precision@t"),
+                 reference="AVGN train.py validate_multi: bicubic (not align_corners), frame j vs gt j, median >=, "
+                           "swapped-argument PIAP, strict precision@t"),
         Protocol("avsbench_s4", "bilinear", family="s4", test_lists="s4_meta_data.csv test split (740 videos x 5 frames)",
                  reference="AVSBench S4 mask_iou / Eval_Fmeasure per video; min-max maps taken as probabilities"),
     )

@@ -1,5 +1,6 @@
 """One LightningModule per method; all share ``LocalizationMethod``."""
 
+from sslbench.methods.avgn import AVGN
 from sslbench.methods.base import LocalizationMethod
 from sslbench.methods.ezvsl import EZVSL
 from sslbench.methods.fnac import FNAC
@@ -12,4 +13,4 @@ from sslbench.methods.ssl_align import SSLAlign
 from sslbench.methods.ssl_tie import SSLTIE
 from sslbench.methods.sspl import SSPL
 
-__all__ = ["EZVSL", "FNAC", "ICL", "IOI", "LVS", "SLAVC", "SSLAlign", "SSLTIE", "SSPL", "LocalizationMethod", "ObjectGuidance"]
+__all__ = ["AVGN", "EZVSL", "FNAC", "ICL", "IOI", "LVS", "SLAVC", "SSLAlign", "SSLTIE", "SSPL", "LocalizationMethod", "ObjectGuidance"]

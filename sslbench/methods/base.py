@@ -117,9 +117,14 @@ class LocalizationMethod(L.LightningModule, ABC):
             out = {"maps": maps if stage != "predict" else min_max(maps)}
         has_views = all(key in batch.views for key in self.train_views.keys)  # eval loaders add none
         if stage == "val" and len(batch) > 1 and has_views:  # the contrastive loss needs at least two samples
-            loss = self.compute_loss(batch)["loss"]
-            self.log("val/loss", loss, batch_size=len(batch), sync_dist=True)
+            loss = self.validation_loss(batch)
+            if loss is not None:
+                self.log("val/loss", loss, batch_size=len(batch), sync_dist=True)
         return out
+
+    def validation_loss(self, batch: AVBatch) -> Tensor | None:
+        """The training loss on a validation batch (None: it cannot be computed on this batch)."""
+        return self.compute_loss(batch)["loss"]
 
     def validation_step(self, batch: AVBatch | Unreadable, batch_idx: int, dataloader_idx: int = 0):
         return self._eval_step(batch, "val")
