@@ -9,7 +9,7 @@ from typing import Any
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from datamodules.transforms import decode_side, image_transform
+from datamodules.transforms import DEVICE_AUGMENTED, decode_side, draw_crop, image_transform, train_decode, train_resize
 from sslbench.audio import PRESETS, AudioPreset
 
 
@@ -45,15 +45,34 @@ class AVDataset(Dataset, ABC):
         self.audio: AudioPreset = PRESETS["ezvsl"]
         self.train = False
         self.train_transform, self.test_transform = "ezvsl", "resize"
+        self.device_augmentation = False
 
     def configure(
         self, *, image_size: int, audio: AudioPreset, train: bool, eval_size: int = 224,
-        train_transform: str = "ezvsl", test_transform: str = "resize",
+        train_transform: str = "ezvsl", test_transform: str = "resize", device_augmentation: bool = False,
     ) -> None:
         """Set the frame size, the audio window, train-time augmentation and the frame pipelines
-        (``datamodules.transforms.image_transform``) before loading."""
+        (``datamodules.transforms.image_transform``) before loading. With ``device_augmentation``,
+        training frames of a pipeline in ``DEVICE_AUGMENTED`` leave the worker decoded and resized
+        (uint8) with their crop drawn, and the data module crops them on the batch's device."""
         self.image_size, self.audio, self.train, self.eval_size = image_size, audio, train, eval_size
         self.train_transform, self.test_transform = train_transform, test_transform
+        self.device_augmentation = device_augmentation
+
+    @property
+    def crops_on_device(self) -> bool:
+        return self.train and self.device_augmentation and self.train_transform in DEVICE_AUGMENTED
+
+    def frame_and_crop(self, frame) -> tuple[Tensor, Tensor | None]:
+        """A decoded frame (PIL image or (3, H, W) uint8) through this set's pipeline: the finished
+        frame and None, or, when the device crops, the resized uint8 frame and its ``[top, left,
+        flip]`` draw. A frame already at the resized size (packed data) is not resized again."""
+        if not self.crops_on_device:
+            return self.frame_transform()(frame), None
+        side = train_resize(self.image_size)
+        if not (isinstance(frame, Tensor) and min(frame.shape[-2:]) == side):
+            frame = train_decode(self.image_size)(frame)
+        return frame, draw_crop(frame.shape[-2], frame.shape[-1], self.image_size)
 
     def frame_transform(self):
         """This set's frame pipeline: the training or the test one, as configured."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -26,6 +27,8 @@ class AVBatch:
         gt_frames: (B, K, S, S) binary gt of each of the K frames stacked vertically in ``image``
             (multi-source sets; K = 1 when one frame holds every source), else None.
         group: (B,) the video each frame belongs to (segmentation sets score per video), else None.
+        crops: (B, 3) ``[top, left, flip]`` of frames the device still has to crop (``image`` then
+            holds them uncropped, zero-padded to the batch's largest), else None.
         source_classes: (B, K) class of each sounding source of a mixture, in the order of its gt
             frames (-1 unknown or padding), else None.
         views: extra training views a method asked for (``datamodules.views``): ``image_*`` (B, 3, H, W),
@@ -45,11 +48,26 @@ class AVBatch:
     gt_frames: Tensor | None = None
     group: Tensor | None = None
     source_classes: Tensor | None = None
+    crops: Tensor | None = None
     views: dict[str, Tensor] = field(default_factory=dict)
     unreadable: dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.image.shape[0]
+
+    def pin_memory(self) -> AVBatch:
+        """Page-locked copies of every tensor (``DataLoader(pin_memory=True)`` calls it)."""
+        pinned = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Tensor):
+                value = value.pin_memory()
+            elif isinstance(value, dict):
+                value = {k: v.pin_memory() if isinstance(v, Tensor) else v for k, v in value.items()}
+            elif isinstance(value, list) and value and isinstance(value[0], Tensor):
+                value = [v.pin_memory() for v in value]
+            pinned[f.name] = value
+        return AVBatch(**pinned)
 
 
 @dataclass
@@ -74,8 +92,10 @@ def collate(samples: list[dict[str, Any] | None]) -> AVBatch | Unreadable:
         values = [s[key] for s in samples]
         return torch.stack(values) if isinstance(values[0], Tensor) else torch.tensor(values, dtype=dtype)
 
+    crops = optional("crop")
     return AVBatch(
-        image=torch.stack([s["image"] for s in samples]),
+        image=_stack_frames([s["image"] for s in samples], crops is not None),
+        crops=crops,
         waveform=torch.stack([s["waveform"] for s in samples]),
         index=torch.tensor([s["index"] for s in samples], dtype=torch.long),
         sample_id=[s["sample_id"] for s in samples],
@@ -89,6 +109,15 @@ def collate(samples: list[dict[str, Any] | None]) -> AVBatch | Unreadable:
         views={k: torch.stack([s["views"][k] for s in samples]) for k in samples[0].get("views", {})},
         unreadable=bad,
     )
+
+
+def _stack_frames(frames: list[Tensor], padded: bool) -> Tensor:
+    """Stack frames; frames still to be cropped on the device may differ in size: zero-padded to
+    the largest (every crop stays inside its own frame)."""
+    if not padded or len({f.shape for f in frames}) == 1:
+        return torch.stack(frames)
+    height, width = max(f.shape[-2] for f in frames), max(f.shape[-1] for f in frames)
+    return torch.stack([F.pad(f, (0, width - f.shape[-1], 0, height - f.shape[-2])) for f in frames])
 
 
 def _source_classes(samples: list[dict[str, Any]]) -> Tensor | None:

@@ -16,7 +16,7 @@ from datamodules.batch import AVBatch, Unreadable, collate
 from datamodules.mixtures import MIX_SOURCES, is_heard
 from datamodules.sampling import EpochSampler, EpochSeeded, ResumableLoader
 from datamodules.synthetic import SyntheticScenes
-from datamodules.transforms import image_transform, normalize_uint8
+from datamodules.transforms import crop_flip, image_transform, normalize_uint8
 from datamodules.views import NeighbourTables, ViewedDataset, ViewSpec
 from sslbench.audio import PresetName, build_frontend, get_preset
 from sslbench.errors import SSLBenchError
@@ -166,6 +166,10 @@ class AudioVisualDataModule(L.LightningDataModule):
             ``moco_v2`` (SSL-TIE: RandomResizedCrop, colour jitter, grey, blur, HFlip).
         test_transform: evaluation frames, ``resize`` (EZ-VSL, the default) or ``resize_center_crop``
             (LVS's test loader).
+        device_augmentation: with the ``ezvsl`` training pipeline, loader workers decode and resize
+            only; each frame's crop and flip (drawn in the worker, as torchvision draws them) run
+            batched on the device (``transforms.crop_flip``), and frames travel as uint8.
+        pin_memory: page-locked batches for asynchronous host-to-GPU copies (default: when CUDA is there).
         eval_size: side of the ground-truth maps the evaluation is computed at (224 in every paper).
         batch_size: training batch size per device (the references' 128 is a global size on 1 GPU).
         global_batch_size: when set, the batch summed over devices a paper states (SSPL: 256 on 2 or
@@ -209,9 +213,12 @@ class AudioVisualDataModule(L.LightningDataModule):
         swap_train_audio: bool = False,
         neighbours: str | None = None,
         keep_test_ids_in_train: bool = False,
+        device_augmentation: bool = True,
+        pin_memory: bool | None = None,
     ):
         super().__init__()
         self.keep_test_ids_in_train = keep_test_ids_in_train
+        self.device_augmentation, self.pin_memory = device_augmentation, pin_memory
         self.preset = get_preset(audio_preset)
         self.test_preset = get_preset(test_audio_preset) if test_audio_preset else self.preset
         if (self.test_preset.sample_rate, self.test_preset.frontend) != (self.preset.sample_rate, self.preset.frontend):
@@ -250,6 +257,7 @@ class AudioVisualDataModule(L.LightningDataModule):
                 dataset.configure(
                     image_size=self.image_size, audio=self.preset if train else self.test_preset, train=train,
                     eval_size=self.eval_size, train_transform=self.train_transform, test_transform=self.test_transform,
+                    device_augmentation=self.device_augmentation,
                 )
         if stage in (None, "fit"):
             self.guard_against_test_ids()
@@ -355,6 +363,7 @@ class AudioVisualDataModule(L.LightningDataModule):
         # so the model's randomness (dropout) is the same whether a run was resumed or not
         common = dict(
             num_workers=self.num_workers, persistent_workers=self.num_workers > 0, collate_fn=collate,
+            pin_memory=torch.cuda.is_available() if self.pin_memory is None else self.pin_memory,
             generator=torch.Generator().manual_seed(seed),
         )
         if isinstance(dataset, IterableDataset):  # a streamed set of one's own shuffles and splits itself
@@ -383,9 +392,10 @@ class AudioVisualDataModule(L.LightningDataModule):
             )
         return self._loader(self.viewed_train_set(), train=True)
 
-    def viewed_train_set(self) -> Dataset:
-        """The training set with the extra views the method being trained asks for."""
-        module = self.trainer.lightning_module if self.trainer is not None else None
+    def viewed_train_set(self, module: L.LightningModule | None = None) -> Dataset:
+        """The training set with the extra views the method being trained (or ``module``) asks for."""
+        if module is None and self.trainer is not None:
+            module = self.trainer.lightning_module
         spec = getattr(module, "train_views", None) or ViewSpec()
         if self.swap_train_audio and isinstance(self.train_set, IterableDataset):
             raise ValueError("swap_train_audio needs an indexed training set; a streamed one cannot pair samples")
@@ -413,6 +423,9 @@ class AudioVisualDataModule(L.LightningDataModule):
             self.count_unreadable(batch.unreadable, dataloader_idx)
         if isinstance(batch, AVBatch):
             as_mixture_of_one(batch, self.trainer.lightning_module if self.trainer is not None else None)
+            if batch.crops is not None:  # the training pipeline's crop and flip, batched here
+                batch.image = crop_flip(batch.image, batch.crops, self.image_size)
+                batch.crops = None
             if batch.image.dtype == torch.uint8:  # shipped as bytes (packed data): normalise here
                 batch.image = normalize_uint8(batch.image)
             for key in [k for k in batch.views if k.startswith("image") and batch.views[k].dtype == torch.uint8]:

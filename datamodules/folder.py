@@ -209,7 +209,7 @@ class FramesAudioFolder(ListedSamples, AVDataset):
         sample_id = self._ids[index]
         frame = self.frame_file(sample_id)
         try:
-            image = self.frame_transform()(load_rgb(frame, min_side=self.decode_side))
+            image, crop = self.frame_and_crop(load_rgb(frame, min_side=self.decode_side))
         except Exception as err:
             return unreadable(sample_id, frame, err)
         try:
@@ -217,6 +217,8 @@ class FramesAudioFolder(ListedSamples, AVDataset):
         except Exception as err:
             return unreadable(sample_id, self.audio_file(sample_id), err)
         sample = {"image": image, "waveform": waveform, "index": index, "sample_id": sample_id, "class_id": self.class_id(index)}
+        if crop is not None:
+            sample["crop"] = crop
         truth = None if self.train else self.boxes(sample_id)
         if truth is not None:
             sample["gt_map"], sample["boxes"] = truth

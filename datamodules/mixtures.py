@@ -66,7 +66,7 @@ class StackedMixture(AVDataset):
 
     def configure(self, **settings) -> None:
         super().configure(**settings)
-        self.base.configure(**settings)
+        self.base.configure(**{**settings, "device_augmentation": False})  # frames are combined here, finished
 
     def partners(self, index: int) -> list[int]:
         # NoPrior datasets_flow.py __getitem__: idx + i * len(files) // concat_num, i.e. (i * N) // K,
@@ -184,7 +184,7 @@ class DuetComposer(AVDataset):
 
     def configure(self, **settings) -> None:
         super().configure(**settings)
-        self.base.configure(**settings)
+        self.base.configure(**{**settings, "device_augmentation": False})  # frames are combined here, finished
 
     @property
     def _mixtures(self) -> list[tuple[list[int], list[bool]]]:

@@ -258,11 +258,17 @@ class PackedSamples(ListedSamples, AVDataset):
         if record["error"]:
             return unreadable(sample_id, "packed sample", record["error"])
         frame = torch.from_numpy(np.ascontiguousarray(record["frame"])).permute(2, 0, 1)
-        if self.train and self.train_transform == "ezvsl" and min(frame.shape[-2:]) == train_resize(self.image_size):
+        crop = None
+        if self.crops_on_device:  # shipped uncropped, uint8; the device crops and flips
+            image, crop = self.frame_and_crop(frame)
+        elif self.train and self.train_transform == "ezvsl" and min(frame.shape[-2:]) == train_resize(self.image_size):
             image = train_crop(self.image_size)(frame)  # stored at the training size: crop and flip, still uint8
         else:
             image = self.frame_transform()(frame)
-        return {"image": image, "waveform": self.waveform(record), "index": index, "sample_id": sample_id, "class_id": -1}
+        sample = {"image": image, "waveform": self.waveform(record), "index": index, "sample_id": sample_id, "class_id": -1}
+        if crop is not None:
+            sample["crop"] = crop
+        return sample
 
 
 def _resample(wave: torch.Tensor, rate: int, target: int) -> torch.Tensor:

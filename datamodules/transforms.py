@@ -73,6 +73,38 @@ def train_crop(size: int) -> v2.Compose:
     return v2.Compose([v2.RandomCrop(size), v2.RandomHorizontalFlip()])
 
 
+#: the training pipelines whose random part (crop, flip) can run on the batch's device
+DEVICE_AUGMENTED = ("ezvsl",)
+
+
+def train_decode(size: int) -> v2.Compose:
+    """The worker's share of the ``ezvsl`` training pipeline when the device crops: decode and
+    Resize(int(1.1 * size)) of the short side (bicubic), kept uint8."""
+    return v2.Compose([v2.ToImage(), v2.Resize(train_resize(size), interpolation=v2.InterpolationMode.BICUBIC)])
+
+
+def draw_crop(height: int, width: int, size: int) -> Tensor:
+    """RandomCrop(size) + RandomHorizontalFlip's draw for a (height, width) frame: ``[top, left,
+    flip]``, from torch's generator (seeded per sample by the loader), as torchvision draws them."""
+    if height < size or width < size:
+        raise ValueError(f"a {height} x {width} frame is smaller than the {size} px crop")
+    top = int(torch.randint(0, height - size + 1, (1,)))
+    left = int(torch.randint(0, width - size + 1, (1,)))
+    return torch.tensor([top, left, int(torch.rand(1) < 0.5)])
+
+
+def crop_flip(images: Tensor, crops: Tensor, size: int) -> Tensor:
+    """Each frame's crop and flip at once, on the frames' device: (B, C, H, W) (padded) frames and
+    (B, 3) ``[top, left, flip]`` -> (B, C, size, size), exactly ``v2.functional.crop`` then
+    ``horizontal_flip`` per frame. No host sync."""
+    crops = crops.to(images.device)
+    steps = torch.arange(size, device=images.device)
+    rows = crops[:, :1] + steps  # (B, size)
+    cols = crops[:, 1:2] + torch.where(crops[:, 2:3].bool(), size - 1 - steps, steps)
+    batch = torch.arange(images.shape[0], device=images.device)[:, None, None]
+    return images[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
+
+
 def train_resize(size: int) -> int:
     """The short side the training transform resizes frames to (EZ-VSL: int(224 * 1.1) = 246)."""
     return int(size * 1.1)
