@@ -31,6 +31,7 @@ from sslbench.errors import SSLBenchError, ensure_writable
 from sslbench.eval.callback import LocalizationEvaluator, run_dir
 from sslbench.methods.base import LocalizationMethod
 from sslbench.resume import EpochMetrics, ResumableRun, RunCheckpoint
+from sslbench.speed import Speed
 
 datamodules.import_all()  # every reader, for short class names in configs
 RUNS_DIR = "runs"
@@ -125,6 +126,8 @@ class SSLBenchCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         # Always present, configured under ``evaluator:``: every method is scored the same way.
         parser.add_lightning_class_args(LocalizationEvaluator, "evaluator")
+        # channels-last and torch.compile, off unless asked (experiments/trainer/gpu_bf16.yaml turns on channels-last)
+        parser.add_lightning_class_args(Speed, "speed")
         # the evaluator names the negative-audio passes; the data module serves them
         parser.link_arguments("evaluator.negative_audio", "data.negative_audio")
 
@@ -289,6 +292,12 @@ def build_cli(args: list[str] | None = None, run: bool = True, resumable: Resuma
     )
 
 
+def compile_alias(words: list[str]) -> list[str]:
+    """``--model.compile X`` is ``--speed.compile X``: compiling is a property of the run, not of a method."""
+    return [w.replace("--model.compile", "--speed.compile", 1) if w == "--model.compile" or w.startswith("--model.compile=") else w
+            for w in words]
+
+
 def pop_seeds(words: list[str]) -> tuple[list[int], list[str]]:
     """``--seeds 0,1,2`` (or ``--seeds=0,1,2``): the seeds to run one after another, and the rest."""
     rest, seeds = [], []
@@ -332,7 +341,7 @@ def main(words: list[str]) -> None:
     """``sslbench fit | validate | test ...`` (``--seeds`` runs one seed after another)."""
     # main passes the words on itself (after taking --seeds out): not the mistake this warns of
     warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
-    seeds, words = pop_seeds(words)
+    seeds, words = pop_seeds(compile_alias(words))
     for i, seed in enumerate(seeds or [None]):
         if seed is not None:
             print(f"sslbench: seed {seed} ({i + 1} of {len(seeds)})", file=sys.stderr, flush=True)
