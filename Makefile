@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export WANDB_SILENT := true
 
-.PHONY: help venv test test-slow test-all lint smoke demo bench bench-eval bench-data bench-methods bench-ioi bench-duets lock clean
+.PHONY: help venv test test-slow test-all lint smoke demo bench bench-eval bench-data bench-methods bench-ioi bench-duets bench-train lock clean
 SEEDS ?= 0
 
 help:  ## list the targets
@@ -43,7 +43,7 @@ reproduce-%: $(STAMP)  ## train + test one experiment as its config says: make r
 demo: $(STAMP)  ## train EZ-VSL (margin -0.2) on synthetic scenes on the CPU, test it, print one line
 	$(BIN)/python -m sslbench.demo
 
-bench: bench-eval bench-ioi bench-data bench-methods bench-duets  ## every benchmark (prints numbers; nothing is timed inside the tests)
+bench: bench-eval bench-ioi bench-data bench-train bench-methods bench-duets  ## every benchmark (prints numbers; nothing is timed inside the tests)
 
 bench-eval: $(STAMP)  ## 5,158 maps under every protocol: batched torch vs a per-sample numpy loop (CPU, and GPU if any)
 	$(BIN)/python -m sslbench.bench.eval
@@ -56,6 +56,9 @@ bench-duets: $(STAMP)  ## IOI on synthetic duets vs its single-map baselines, fl
 
 bench-data: $(STAMP)  ## training loader samples/s: raw frames/audio files vs litdata chunks, by worker count (about 2 min)
 	$(BIN)/python -m sslbench.bench.data
+
+bench-train: $(STAMP)  ## training samples/s from packed data: Lightning vs a bare loop, EZ-VSL/LVS/SLAVC/SSL-Align (GPU: paper size, bf16)
+	$(BIN)/python -m sslbench.bench.train
 
 bench-methods: $(STAMP)  ## train every method on synthetic scenes with one CPU budget; one table (about 40 min on 2 cores)
 	$(BIN)/python -m sslbench.bench.methods
