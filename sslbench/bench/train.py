@@ -105,14 +105,14 @@ def make_model(class_name: str, settings: dict, width: int, gpu: bool):
     return model.to(memory_format=torch.channels_last) if gpu else model
 
 
-def lightning_run(model, data, steps: int, warmup: int, gpu: bool, compile: bool) -> dict[str, float]:
+def lightning_run(model, data, steps: int, warmup: int, gpu: bool, compile: bool, root: Path) -> dict[str, float]:
     import lightning as L
 
     from sslbench.speed import Speed
 
     clock = StepClock()
     trainer = L.Trainer(
-        max_steps=steps + warmup, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        max_steps=steps + warmup, default_root_dir=root, logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
         accelerator="gpu" if gpu else "cpu", devices=1, precision="bf16-mixed" if gpu else "32-true",
         callbacks=[clock, Speed(channels_last=gpu, compile=compile)],
@@ -192,7 +192,8 @@ def main(argv: list[str] | None = None) -> None:
         torch.manual_seed(0)
         model = make_model(class_name, settings, width, gpu)
         twin = copy.deepcopy(model)
-        light = lightning_run(model, data_module(packed, size, batch, args.workers), args.steps, args.warmup, gpu, args.compile)
+        light = lightning_run(model, data_module(packed, size, batch, args.workers), args.steps, args.warmup, gpu, args.compile,
+                             Path(args.dir))
         bare = bare_run(twin, data_module(packed, size, batch, args.workers), args.steps, args.warmup, gpu, args.compile)
         ratio = light["samples_per_second"] / bare["samples_per_second"]
         for loop, r in (("Lightning", light), ("bare PyTorch", bare)):
