@@ -6,7 +6,8 @@ step on small synthetic data, each in its own ``sslbench fit`` process.
 
 A config is run as written except for what cannot work here: real datasets become small
 synthetic sets of the same role, synthetic sets shrink to a few samples, pretrained weights are
-turned off (OGL gets a randomly initialised ResNet-18 file instead), conceptual neighbour tables
+turned off (OGL gets a randomly initialised ResNet-18 file instead), stand-ins have no more classes
+than a method trained with labels knows (``num_classes``), conceptual neighbour tables
 are computed for the small training set, and the trainer makes one fast step. Overlays (OGL,
 trainer files) run on top of a config they are meant for; GPU-only overlays are skipped without
 a GPU. The exit status is non-zero when any config fails.
@@ -130,9 +131,12 @@ def smoke_config(config: dict, random_resnet: Path, neighbours: Path | None) -> 
     if data.get("neighbours"):
         data["neighbours"] = str(neighbours)
     rate = get_preset(data.get("audio_preset", "ezvsl")).sample_rate
+    model = config.setdefault("model", {})
+    classes = (model.get("init_args") or {}).get("num_classes")  # a method trained with labels (AVGN)
     for entry in _synthetic_entries(data):  # render at the rate the config's audio preset reads
         entry.setdefault("init_args", {}).setdefault("sample_rate", rate)
-    model = config.setdefault("model", {})
+        if classes is not None:  # stand-ins draw as many classes as the method has tokens
+            entry["init_args"].setdefault("num_classes", min(classes, entry["init_args"].get("num_classes", classes)))
     model["init_args"] = _no_weights(model.get("init_args") or {}, random_resnet)
     config.setdefault("trainer", {}).update(fast_dev_run=1, logger=False, enable_progress_bar=False)
     return config

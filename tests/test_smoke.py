@@ -33,6 +33,15 @@ def test_a_later_class_path_replaces_the_earlier_entry_and_mixtures_shrink_their
     assert base["num_samples"] == 48 and base["cache"] is False
 
 
+def test_stand_ins_draw_no_more_classes_than_a_labelled_method_has_tokens(tmp_path):
+    config = smoke.merged([EXP / "avgn_music.yaml"])  # AVGN: 8 class tokens, trains with labels
+    out = smoke.smoke_config(config, tmp_path / "r18.pth", None)
+    stand_ins = [out["data"]["train"], out["data"]["val"], *out["data"]["test"]]
+    assert {s["init_args"]["num_classes"] for s in stand_ins} == {config["model"]["init_args"]["num_classes"]}
+    plain = smoke.smoke_config(smoke.merged([EXP / "ezvsl.yaml"]), tmp_path / "r18.pth", None)
+    assert "num_classes" not in plain["data"]["train"]["init_args"]  # a label-free method keeps the default
+
+
 def test_overlays_run_on_their_base_and_every_config_is_covered():
     runs = dict(smoke.configs_to_run(smoke.experiment_configs()))
     assert runs["ogl.yaml"] == [EXP / "ezvsl.yaml", EXP / "ogl.yaml"]
