@@ -3,7 +3,7 @@ its untrained self (make test-slow, about 20 minutes; make bench-methods prints 
 
 import pytest
 
-from sslbench.bench.methods import METHODS, SYNTHETIC, TrainingThroughput
+from sslbench.bench.methods import METHODS, SYNTHETIC, TrainingThroughput, stand_in_weights
 from sslbench.demo import train_and_score
 
 # The bench's budget (EZ-VSL with a margin only takes off after epoch 5 of 8), a smaller test set.
@@ -22,11 +22,9 @@ SSPL_FINDING = pytest.mark.xfail(reason="SSPL does not reliably beat its untrain
 
 
 @pytest.fixture(scope="module")
-def synthetic_encoders(tmp_path_factory):
-    """SSPL's frozen VGG16 / VGGish stand-ins, pretrained once for both SSPL rows."""
-    from sslbench.bench.encoders import pretrain
-
-    return pretrain(width=8, out=str(tmp_path_factory.mktemp("encoders")))
+def encoders_folder(tmp_path_factory):
+    """Where the pretrained stand-ins go (SSPL's VGG16 / VGGish, FNAC's and AVGN's ResNet-18), once."""
+    return tmp_path_factory.mktemp("encoders")
 
 
 @pytest.mark.slow
@@ -40,9 +38,7 @@ def test_short_synthetic_training_beats_the_untrained_model(name, tmp_path, monk
         knn(["--config", str(SYNTHETIC / "base.yaml"), "--image-encoder", "colour", "--audio-encoder", "spectrum",
              "--k", "30", "--out", str(tmp_path / "nn.npz")])
         extra = ["--data.neighbours", str(tmp_path / "nn.npz")]
-    if name.startswith("SSPL"):
-        paths = request.getfixturevalue("synthetic_encoders")
-        extra = ["--model.vision_weights", str(paths["vision"]), "--model.vggish_weights", str(paths["vggish"])]
+    extra += stand_in_weights(name, request.getfixturevalue("encoders_folder"))  # as bench-methods
     meter = TrainingThroughput()
     result = train_and_score(
         ["--config", str(SYNTHETIC / "base.yaml"), *METHODS[name], *SHORT, *extra,
