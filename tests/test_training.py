@@ -21,6 +21,13 @@ SHORT = [
 SSPL_FINDING = pytest.mark.xfail(reason="SSPL does not reliably beat its untrained self on synthetic scenes (it lands on either side); see above")
 
 
+# FNAC's regularisers (100 x FNS-1, TNS, FNS-2, as every script) halt EZ-VSL's loss once they join
+# after the warm-up, before it has taken off in this budget (bench-methods: 0.166 vs untrained 0.234);
+# experiments/synthetic/fnac.yaml lists what was tried.
+FNAC_FINDING = pytest.mark.xfail(reason="FNAC does not beat its untrained self within the synthetic budget; see above")
+FINDINGS = {"SSPL": SSPL_FINDING, "FNAC": FNAC_FINDING}
+
+
 @pytest.fixture(scope="module")
 def encoders_folder(tmp_path_factory):
     """Where the pretrained stand-ins go (SSPL's VGG16 / VGGish, FNAC's and AVGN's ResNet-18), once."""
@@ -28,7 +35,7 @@ def encoders_folder(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [pytest.param(n, marks=SSPL_FINDING) if n == "SSPL" else n for n in METHODS])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=FINDINGS[n]) if n in FINDINGS else n for n in METHODS])
 def test_short_synthetic_training_beats_the_untrained_model(name, tmp_path, monkeypatch, request):
     monkeypatch.chdir(tmp_path)
     extra = []
