@@ -15,10 +15,12 @@ Timing starts after the first batch (worker start-up is not loading).
 from __future__ import annotations
 
 import argparse
+import functools
 import shutil
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import soundfile
@@ -67,9 +69,28 @@ def frontend_seconds_per_sample(preset_name: str = "ezvsl", batch: int = 32, rep
     return (time.perf_counter() - start) / (repeats * batch)
 
 
+class _OneFrameResampler:
+    """PyAV before 9 returned one frame per ``AudioResampler.resample`` call, which EZ-VSL's
+    ``audio_io.load_audio_av`` calls ``.to_ndarray()`` on; PyAV 9+ returns a list, and the loader then
+    reads nothing. This gives the reference the old shape of the answer on today's PyAV."""
+
+    def __init__(self, resampler_class, *args, **kwargs):
+        self._resampler = resampler_class(*args, **kwargs)
+
+    def resample(self, frame):
+        frames = self._resampler.resample(frame)
+        return SimpleNamespace(to_ndarray=lambda: np.concatenate([f.to_ndarray() for f in frames], axis=1)
+                               if frames else np.zeros((1, 0), dtype=np.int16))
+
+
 def reference_dataset(repo: Path, raw: Path):
     """EZ-VSL's own training dataset over ``raw`` (its ``AudioVisualDataset``, as ``get_train_dataset``
-    builds it), imported from a local clone."""
+    builds it), imported from a local clone, on today's PyAV (``_OneFrameResampler``)."""
+    import av
+
+    original = av.audio.resampler.AudioResampler
+    if not isinstance(original, functools.partial):
+        av.audio.resampler.AudioResampler = functools.partial(_OneFrameResampler, original)
     sys.path.insert(0, str(repo))
     import datasets as ezvsl  # the clone's module
     from torchvision import transforms
