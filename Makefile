@@ -54,7 +54,7 @@ bench-ioi: $(STAMP)  ## one IOI step on a batch of 128: batched vs one sample at
 bench-duets: $(STAMP)  ## IOI on synthetic duets vs its single-map baselines, floors and chance; one table (about 1 h on 2 cores)
 	$(BIN)/python -m sslbench.bench.duets
 
-bench-data: $(STAMP)  ## training loader samples/s: raw frames/audio files vs litdata chunks, by worker count (about 2 min)
+bench-data: $(STAMP)  ## training loader samples/s: raw frames/audio files vs litdata chunks, by worker count, median of 3 interleaved rounds (about 4 min)
 	$(BIN)/python -m sslbench.bench.data
 
 bench-train: $(STAMP)  ## training samples/s from packed data: Lightning vs a bare loop, EZ-VSL/LVS/SLAVC/SSL-Align (GPU: paper size, bf16)

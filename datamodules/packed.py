@@ -24,7 +24,7 @@ import torch
 from datamodules.base import AVDataset, ListedSamples, unreadable
 from datamodules.folder import FRAME_SUFFIXES, files_by_stem, read_id_list, read_waveform
 from datamodules.transforms import load_rgb, train_crop, train_resize
-from sslbench.audio import cut_window
+from sslbench.audio import cut_window, fit_window, window_slice
 from sslbench.errors import DatasetNotFoundError, SSLBenchError
 
 PACKED = "packed.json"
@@ -239,10 +239,12 @@ class PackedSamples(ListedSamples, AVDataset):
         return self._parts[part][position]
 
     def waveform(self, record: dict[str, Any], shift_seconds: float = 0.0) -> torch.Tensor:
-        wave = torch.from_numpy(np.asarray(record["audio"], dtype=np.float32) / 32767.0)
-        rate = self.record["rate"]
-        return cut_window(wave, self.audio, sample_rate=rate, shift_seconds=shift_seconds) if rate == self.audio.sample_rate \
-            else cut_window(_resample(wave, rate, self.audio.sample_rate), self.audio, shift_seconds=shift_seconds)
+        audio, rate = record["audio"], self.record["rate"]
+        if rate != self.audio.sample_rate:
+            wave = torch.from_numpy(np.asarray(audio, dtype=np.float32) / 32767.0)
+            return cut_window(_resample(wave, rate, self.audio.sample_rate), self.audio, shift_seconds=shift_seconds)
+        window = audio[window_slice(len(audio), self.audio, rate, shift_seconds)]  # convert only the window
+        return fit_window(torch.from_numpy(np.asarray(window, dtype=np.float32) / 32767.0), self.audio, rate)
 
     def raw_frame(self, index: int) -> torch.Tensor | None:
         record = self.read(self._ids[index])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -66,6 +67,7 @@ def image_transform(size: int, train: bool, train_form: str = "ezvsl", test_form
     )
 
 
+@functools.cache  # stateless (draws come from the RNG at call time); built once per size, not per sample
 def train_crop(size: int) -> v2.Compose:
     """The training augmentation of a uint8 frame already resized to short side ``int(1.1 * size)``
     (packed data): RandomCrop and HFlip, kept uint8 so loader workers ship a quarter of the bytes;

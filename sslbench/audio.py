@@ -272,16 +272,27 @@ def cut_window(waveform: Tensor, preset: AudioPreset, sample_rate: int | None = 
     ``shift_seconds`` moves the start (SSL-Align's a_aug), kept inside the clip.
     """
     rate = sample_rate or preset.sample_rate
-    n = int(round(rate * preset.window_seconds))
-    if waveform.numel() == 0:
+    return fit_window(waveform[window_slice(waveform.numel(), preset, rate, shift_seconds)], preset, rate)
+
+
+def window_slice(length: int, preset: AudioPreset, sample_rate: int, shift_seconds: float = 0.0) -> slice:
+    """Where :func:`cut_window` cuts a clip of ``length`` samples; lets a reader slice stored int16
+    audio before converting it (a 3 s window of a 10 s clip converts a third of the samples)."""
+    n = int(round(sample_rate * preset.window_seconds))
+    if length == 0:
         raise ValueError("empty audio clip")
     if preset.window_position == "centre":
-        start = max(int((waveform.numel() / rate / 2 - preset.window_seconds / 2) * rate), 0)
+        start = max(int((length / sample_rate / 2 - preset.window_seconds / 2) * sample_rate), 0)
     else:
         start = 0
     if shift_seconds:
-        start = min(max(start + int(round(shift_seconds * rate)), 0), max(waveform.numel() - n, 0))
-    clip = waveform[start : start + n]
+        start = min(max(start + int(round(shift_seconds * sample_rate)), 0), max(length - n, 0))
+    return slice(start, start + n)
+
+
+def fit_window(clip: Tensor, preset: AudioPreset, sample_rate: int) -> Tensor:
+    """The cut ``clip`` tiled to the window's length when short, clipped to [-1, 1]."""
+    n = int(round(sample_rate * preset.window_seconds))
     if clip.numel() < n:
         clip = clip.repeat(math.ceil(n / clip.numel()))[:n]
     return clip.clamp(-1.0, 1.0)

@@ -3,7 +3,7 @@ import pytest
 import scipy.signal
 import torch
 
-from sslbench.audio import PRESETS, LogSpectrogram, build_frontend, cut_window, get_preset, tukey_window
+from sslbench.audio import PRESETS, LogSpectrogram, build_frontend, cut_window, fit_window, get_preset, tukey_window, window_slice
 
 
 def scipy_reference(wave: np.ndarray, preset) -> np.ndarray:
@@ -99,6 +99,20 @@ def test_cut_window_centres_and_tiles():
     tiled = cut_window(short, preset)
     assert tiled.numel() == 3 * rate
     assert tiled[:6].tolist() == [0.5, -1.0, 1.0, 0.5, -1.0, 1.0]  # clipped to [-1, 1] and repeated
+
+
+@pytest.mark.parametrize("seconds", [10.0, 3.0, 1.3, 0.01])
+@pytest.mark.parametrize("shift", [0.0, 0.7, -5.0, 20.0])
+def test_packed_int16_window_is_cut_window_of_the_converted_clip(seconds, shift):
+    """A packed reader slices int16 audio before converting it; the window must be the one
+    ``cut_window`` cuts from the whole converted clip, tiled and shifted alike."""
+    preset = get_preset("sslalign")  # shifts are SSL-Align's a_aug
+    rate = preset.sample_rate
+    stored = np.random.default_rng(0).integers(-32768, 32767, int(seconds * rate), dtype=np.int16)
+    whole = cut_window(torch.from_numpy(stored.astype(np.float32) / 32767.0), preset, shift_seconds=shift)
+    cut = stored[window_slice(len(stored), preset, rate, shift)]
+    windowed = fit_window(torch.from_numpy(cut.astype(np.float32) / 32767.0), preset, rate)
+    assert torch.equal(windowed, whole)
 
 
 def test_bad_inputs_say_what_is_wrong():

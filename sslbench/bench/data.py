@@ -3,9 +3,10 @@
 Writes ``--samples`` prepared-layout samples (a 640 x 360 JPEG frame, as decoded from a video,
 and 10 s of 16 kHz audio each), packs them (``datamodules.packed``: frames at short side 246,
 int16 audio), then times a training epoch of each through the training loader (224 px with the
-training augmentation, the EZ-VSL 3 s window, batch 32) with 0, 1 and 2 workers. Prints
-samples/s, samples/s per worker and the packed / raw ratio, and apart from the loaders the cost
-of the audio front-end on the batch (the spectrogram the data module computes after transfer).
+training augmentation, the EZ-VSL 3 s window, batch 32) with 0, 1 and 2 workers, the median of
+``--repeats`` interleaved rounds. Prints samples/s, samples/s per worker and the packed / raw
+ratio, and apart from the loaders the cost of the audio front-end on the batch (the spectrogram
+the data module computes after transfer).
 
 ``--reference PATH`` also times the EZ-VSL reference loader (``datasets.py`` of a local clone of
 stoneMo/EZ-VSL, imported from there, its scipy spectrogram per item) on the same files.
@@ -46,9 +47,9 @@ def write_raw(root: Path, n: int, seed: int = 0) -> None:
         soundfile.write(root / "audio" / f"{sample_id}.wav", 0.3 * np.sin(2 * np.pi * (200 + i) * t), 16000, subtype="PCM_16")
 
 
-def throughput(dataset, workers: int, batch_size: int = 32, collate_fn=collate) -> float:
+def throughput(dataset, workers: int, batch_size: int = 32, collate_fn=collate, worker_init_fn=None) -> float:
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_fn, shuffle=True,
-                        drop_last=True, persistent_workers=False)
+                        drop_last=True, persistent_workers=False, worker_init_fn=worker_init_fn)
     iterator = iter(loader)
     next(iterator)  # start-up
     start, count = time.perf_counter(), 0
@@ -83,14 +84,20 @@ class _OneFrameResampler:
                                if frames else np.zeros((1, 0), dtype=np.int16))
 
 
-def reference_dataset(repo: Path, raw: Path):
-    """EZ-VSL's own training dataset over ``raw`` (its ``AudioVisualDataset``, as ``get_train_dataset``
-    builds it), imported from a local clone, on today's PyAV (``_OneFrameResampler``)."""
+def one_frame_resampler(_worker_id: int | None = None) -> None:
+    """Give PyAV the pre-9 resampler (``_OneFrameResampler``); also a ``worker_init_fn``, since
+    loader workers started by spawn (litdata's ``optimize`` sets that method) import PyAV afresh."""
     import av
 
     original = av.audio.resampler.AudioResampler
     if not isinstance(original, functools.partial):
         av.audio.resampler.AudioResampler = functools.partial(_OneFrameResampler, original)
+
+
+def reference_dataset(repo: Path, raw: Path):
+    """EZ-VSL's own training dataset over ``raw`` (its ``AudioVisualDataset``, as ``get_train_dataset``
+    builds it), imported from a local clone, on today's PyAV (``one_frame_resampler``)."""
+    one_frame_resampler()
     sys.path.insert(0, str(repo))
     import datasets as ezvsl  # the clone's module
     from torchvision import transforms
@@ -112,6 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=1024)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds per worker count; the median is printed")
     parser.add_argument("--dir", default="runs/bench_data")
     parser.add_argument("--reference", help="a local clone of stoneMo/EZ-VSL, to time its loader beside ours")
     args = parser.parse_args(argv)
@@ -131,13 +139,17 @@ def main(argv: list[str] | None = None) -> None:
     preset = get_preset("ezvsl")
     rows = []
     for workers in args.workers:
-        speeds = []
-        for dataset in (VGGSound(str(raw)), PackedSamples(str(packed))):
-            dataset.configure(image_size=224, audio=preset, train=True)
-            speeds.append(throughput(dataset, workers))
-        if args.reference:
-            speeds.append(throughput(reference_dataset(Path(args.reference), raw), workers, collate_fn=None))
-        rows.append((workers, *speeds))
+        rounds = []
+        for _ in range(args.repeats):  # interleaved rounds, so a slow spell of the machine hits every loader
+            speeds = []
+            for dataset in (VGGSound(str(raw)), PackedSamples(str(packed))):
+                dataset.configure(image_size=224, audio=preset, train=True)
+                speeds.append(throughput(dataset, workers))
+            if args.reference:
+                reference = reference_dataset(Path(args.reference), raw)
+                speeds.append(throughput(reference, workers, collate_fn=None, worker_init_fn=one_frame_resampler))
+            rounds.append(speeds)
+        rows.append((workers, *np.median(np.array(rounds), axis=0).tolist()))
     head = f"{'workers':>7} | {'raw samples/s':>13} | {'packed samples/s':>16} | {'raw / worker':>12} | {'packed / worker':>15} | packed / raw"
     if args.reference:
         head += " | EZ-VSL reference samples/s | packed / reference"
