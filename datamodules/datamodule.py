@@ -386,9 +386,11 @@ class AudioVisualDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         if len(self.train_set) < self.batch_size:
-            raise ValueError(
+            knob = (f"data.global_batch_size ({self.global_batch_size} over the devices)" if self.global_batch_size
+                    else "data.batch_size")
+            raise SSLBenchError(
                 f"training set {self.train_set.name} has {len(self.train_set)} samples, fewer than one "
-                f"batch of {self.batch_size} (batches drop the remainder); lower data.batch_size"
+                f"batch of {self.batch_size} (batches drop the remainder); lower {knob}"
             )
         return self._loader(self.viewed_train_set(), train=True)
 

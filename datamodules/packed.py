@@ -35,6 +35,18 @@ PART_SAMPLES = 4096
 # -- storage: one code path for local folders and object-store URLs ---------------------------------
 
 
+def _without_version_check() -> None:
+    """litdata asks PyPI for a newer release (an HTTP request with a 30 s timeout, once per process)
+    each time a ``StreamingDataset`` or ``optimize`` starts, and warns; on a compute node without
+    internet every loader process can wait that long. The version is pinned in the lock on purpose."""
+    import litdata.processing.functions as processing
+    import litdata.streaming.dataset as streaming
+
+    for module in (processing, streaming):
+        module._check_version_and_prompt_upgrade = lambda *_args: None
+
+
+
 def is_remote(root: str) -> bool:
     return "://" in str(root) and not str(root).startswith("file://")
 
@@ -136,6 +148,7 @@ def pack_folder(
     ``s3://`` URL); returns the ``packed.json`` record. Complete parts of an earlier run are kept."""
     from litdata import optimize
 
+    _without_version_check()
     options = dict(options or {})
     folder = Path(folder)
     frames, audios = files_by_stem(folder / "frames", FRAME_SUFFIXES), files_by_stem(folder / "audio", (".wav", ".flac"))
@@ -229,6 +242,7 @@ class PackedSamples(ListedSamples, AVDataset):
     def _parts(self) -> list:
         from litdata import StreamingDataset
 
+        _without_version_check()
         kwargs = {"storage_options": self.options} if self.options else {}
         if self.cache_dir:
             kwargs["cache_dir"] = self.cache_dir
@@ -248,7 +262,7 @@ class PackedSamples(ListedSamples, AVDataset):
 
     def raw_frame(self, index: int) -> torch.Tensor | None:
         record = self.read(self._ids[index])
-        return None if record["error"] else torch.from_numpy(np.ascontiguousarray(record["frame"])).permute(2, 0, 1)
+        return None if record["error"] else frame_tensor(record)
 
     def shifted_waveform(self, index: int, waveform: torch.Tensor, shift_seconds: float) -> torch.Tensor:
         record = self.read(self._ids[index])
@@ -259,7 +273,7 @@ class PackedSamples(ListedSamples, AVDataset):
         record = self.read(sample_id)
         if record["error"]:
             return unreadable(sample_id, "packed sample", record["error"])
-        frame = torch.from_numpy(np.ascontiguousarray(record["frame"])).permute(2, 0, 1)
+        frame = frame_tensor(record)
         crop = None
         if self.crops_on_device:  # shipped uncropped, uint8; the device crops and flips
             image, crop = self.frame_and_crop(frame)
@@ -271,6 +285,11 @@ class PackedSamples(ListedSamples, AVDataset):
         if crop is not None:
             sample["crop"] = crop
         return sample
+
+
+def frame_tensor(record: dict[str, Any]) -> torch.Tensor:
+    """The record's frame as uint8 3 x H x W, copied: litdata hands out read-only views of its chunk."""
+    return torch.from_numpy(np.array(record["frame"], dtype=np.uint8)).permute(2, 0, 1)
 
 
 def _resample(wave: torch.Tensor, rate: int, target: int) -> torch.Tensor:

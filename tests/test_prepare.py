@@ -167,6 +167,27 @@ def test_packed_samples_by_index_with_views_and_the_unreadable_one_counted(prepa
     assert dm.manifests("fit")["train_packed"]["unreadable_ids"] == ["bad"]
 
 
+def test_packing_and_reading_never_ask_pypi_for_a_newer_litdata(prepared, tmp_path, monkeypatch):
+    """litdata 0.2.50 requests pypi.org (30 s timeout) whenever a StreamingDataset or optimize starts;
+    a node without internet would wait in every loader process. Its answer is cached per process,
+    so the cache is cleared first: without our switch, the request would be made."""
+    import litdata.helpers
+    import requests
+
+    asked = []
+
+    def offline(url, *args, **kwargs):
+        asked.append(url)
+        raise requests.ConnectionError(url)
+
+    monkeypatch.setattr(requests, "get", offline)
+    litdata.helpers._get_newer_version.cache_clear()
+    root, _ = prepared
+    assert configured(PackedSamples(str(root / "packed")))[1]["image"].dtype == torch.uint8  # [0] is the unreadable one
+    pack_folder(root, str(tmp_path / "again"), frame_size=35, rate=16000, part_samples=10, jobs=1, progress=False)
+    assert asked == []
+
+
 def fit_packed(packed, out, *extra: str) -> None:
     """A tiny EZ-VSL trained for 2 epochs on the packed parts (24 listed, batch 4: 6 steps an epoch)."""
     cli.main(["fit", "--model", "EZVSL", "--model.vision_weights", "null", "--model.backbone_width", "4", "--model.embed_dim", "8",

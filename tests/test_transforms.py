@@ -71,6 +71,18 @@ def test_global_batch_is_split_over_the_devices(devices, per_device):
         assert dm.batch_size == per_device
 
 
+@pytest.mark.parametrize("global_batch,knob", [(None, "data.batch_size"), (256, "data.global_batch_size")])
+def test_a_training_set_smaller_than_a_batch_names_the_setting_to_lower(global_batch, knob):
+    """One line, no traceback (SSLBenchError), naming the setting that made the batch."""
+    from sslbench.errors import SSLBenchError
+
+    dm = AudioVisualDataModule(train=SyntheticScenes(num_samples=12), test=[], batch_size=16, global_batch_size=global_batch,
+                               num_workers=0, image_size=32, audio_preset="quick")
+    dm.setup("fit")  # without a trainer: one device
+    with pytest.raises(SSLBenchError, match=f"12 samples, fewer than one batch of {global_batch or 16}.*lower {knob}"):
+        dm.train_dataloader()
+
+
 def test_a_large_jpeg_is_decoded_at_a_reduced_scale(tmp_path):
     """PIL's draft mode: a 1280 x 720 JPEG needed at short side 246 decodes at 1/2 (640 x 360),
     never below what the resize needs; a PNG, or a JPEG not twice as large, decodes in full."""
