@@ -46,7 +46,6 @@ def _without_version_check() -> None:
         module._check_version_and_prompt_upgrade = lambda *_args: None
 
 
-
 def is_remote(root: str) -> bool:
     return "://" in str(root) and not str(root).startswith("file://")
 
@@ -255,10 +254,9 @@ class PackedSamples(ListedSamples, AVDataset):
     def waveform(self, record: dict[str, Any], shift_seconds: float = 0.0) -> torch.Tensor:
         audio, rate = record["audio"], self.record["rate"]
         if rate != self.audio.sample_rate:
-            wave = torch.from_numpy(np.asarray(audio, dtype=np.float32) / 32767.0)
-            return cut_window(_resample(wave, rate, self.audio.sample_rate), self.audio, shift_seconds=shift_seconds)
+            return cut_window(_resample(pcm16_to_float(audio), rate, self.audio.sample_rate), self.audio, shift_seconds=shift_seconds)
         window = audio[window_slice(len(audio), self.audio, rate, shift_seconds)]  # convert only the window
-        return fit_window(torch.from_numpy(np.asarray(window, dtype=np.float32) / 32767.0), self.audio, rate)
+        return fit_window(pcm16_to_float(window), self.audio, rate)
 
     def raw_frame(self, index: int) -> torch.Tensor | None:
         record = self.read(self._ids[index])
@@ -285,6 +283,11 @@ class PackedSamples(ListedSamples, AVDataset):
         if crop is not None:
             sample["crop"] = crop
         return sample
+
+
+def pcm16_to_float(samples: np.ndarray) -> torch.Tensor:
+    """Stored int16 audio back to float32 in [-1, 1] (the inverse of ``pack_sample``'s scaling)."""
+    return torch.from_numpy(np.asarray(samples, dtype=np.float32) / 32767.0)
 
 
 def frame_tensor(record: dict[str, Any]) -> torch.Tensor:

@@ -119,11 +119,12 @@ def avgn_rows(epochs: int | None, out: Path) -> dict[str, dict]:
     """AVGN trained on stacked training mixtures with their labels from IOI's pretrained stand-in
     ResNet-18, checkpoint on validation CAP."""
     start = time.perf_counter()
-    data = yaml.safe_load(CONFIG.read_text())["data"]
+    config = yaml.safe_load(CONFIG.read_text())
+    data = config["data"]
     data["train"] = {"class_path": "StackedMixture", "init_args": {"base": data["train"]}}
     checkpoint = {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"monitor": "val/cap", "mode": "max", "save_last": True}}
     # the ImageNet start of its reference: IOI's stand-in ResNet-18 (fine-tuned here, frozen in IOI)
-    ioi = yaml.safe_load(CONFIG.read_text())["model"]["init_args"]
+    ioi = config["model"]["init_args"]
     vision = {"vision_weights": str(REPO / ioi["vision_weights"]), "backbone_width": ioi["backbone_width"]}
     overrides = {"data": data, "evaluator": {"multi_source_protocol": "ioi"}, "trainer": {"callbacks": [checkpoint]},
                  "model": {"class_path": "AVGN", "init_args": vision}}

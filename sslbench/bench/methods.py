@@ -86,6 +86,11 @@ def neighbour_tables() -> Path:
     return path
 
 
+#: methods whose synthetic rows start from the ResNet-18 stand-in (their references from ImageNet);
+#: the others train their synthetic configs from scratch (experiments/synthetic/*.yaml say why)
+PRETRAINED_VISION = ("AVGN",)
+
+
 def synthetic_encoders(folder: Path = REPO / "runs" / "synthetic_encoders") -> dict[str, Path]:
     """Stand-ins for the labelled pretraining some methods start from (``bench.encoders``): VGG16,
     VGGish and a ResNet-18 of width 8, trained with labels on a disjoint synthetic world (once per folder)."""
@@ -108,10 +113,6 @@ def stand_in_weights(name: str, folder: Path = REPO / "runs" / "synthetic_encode
         return ["--model.vision_weights", str(synthetic_encoders(folder)["resnet18"])]
     return []
 
-
-#: methods whose synthetic rows start from the ResNet-18 stand-in (their references from ImageNet);
-#: FNAC does not: from the stand-in its validation cIoU@0.5 stayed at most 0.26, and under 0.1 once its regularisers began
-PRETRAINED_VISION = ("AVGN",)
 
 CONTROL = " [control]"
 
